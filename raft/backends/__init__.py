@@ -1,0 +1,1 @@
+"""Model backends, each chosen by a spec string: `local`, `gguf:PATH`, `openai:MODEL[@URL]`."""

@@ -1,0 +1,244 @@
+"""Chat LLM backends: llama.cpp in-process (`local`, `gguf:PATH`) and OpenAI-compatible APIs.
+
+Every backend answers `complete(messages, ...)`; `CachedLLM` puts the call cache in
+front of any of them, and `complete_json` adds schema-constrained output with a repair pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+from pathlib import Path
+from typing import Any, Protocol
+
+from raft.backends import models
+from raft.backends.cache import Cache, cache_key
+from raft.backends.openai_client import make_client
+from raft.backends.spec import BackendSpec, parse_spec
+from raft.errors import RaftError
+
+Messages = list[dict[str, str]]
+
+
+class LLM(Protocol):
+    model_id: str  # names the exact model; part of every cache key
+    concurrency: int  # how many calls may usefully run at once
+
+    def complete(
+        self,
+        messages: Messages,
+        *,
+        schema: dict[str, Any] | None = None,
+        temperature: float = 0.0,
+        max_tokens: int = 512,
+        seed: int = 0,
+    ) -> str: ...
+
+
+class StructuredOutputError(RaftError):
+    """The model did not produce JSON matching the schema, even after a repair attempt."""
+
+
+@cache
+def _load_llama(path: str, lora_path: str | None) -> Any:
+    from llama_cpp import Llama
+
+    return Llama(
+        model_path=path,
+        lora_path=lora_path,
+        n_ctx=int(os.environ.get("RAFT_N_CTX", "8192")),
+        n_threads=os.cpu_count(),
+        verbose=False,
+    )
+
+
+class LlamaCppLLM:
+    """A GGUF model run in-process by llama.cpp, loaded on first use (cache hits never load it)."""
+
+    concurrency = 1  # one context per process; requests queue on the lock
+
+    def __init__(self, path: Path, lora_path: Path | None = None):
+        self.path = Path(path)
+        self.lora_path = Path(lora_path) if lora_path else None
+        self.model_id = f"gguf:{self.path.name}:{models.fingerprint(self.path)}"
+        if self.lora_path:
+            self.model_id += f"+lora:{self.lora_path.name}:{models.fingerprint(self.lora_path)}"
+        self._lock = threading.Lock()
+
+    @property
+    def llama(self) -> Any:
+        return _load_llama(str(self.path), str(self.lora_path) if self.lora_path else None)
+
+    def complete(self, messages, *, schema=None, temperature=0.0, max_tokens=512, seed=0):
+        response_format = {"type": "json_object", "schema": schema} if schema else None
+        with self._lock:
+            try:
+                out = self.llama.create_chat_completion(
+                    messages=messages,
+                    response_format=response_format,
+                    temperature=temperature,
+                    max_tokens=max_tokens,
+                    seed=seed,
+                )
+            except ValueError as exc:  # llama.cpp reports an over-long prompt this way
+                raise RaftError(f"{self.model_id}: {exc}") from None
+        return out["choices"][0]["message"]["content"] or ""
+
+
+class OpenAILLM:
+    """A chat model behind the OpenAI API or any OpenAI-compatible server."""
+
+    def __init__(self, model: str, url: str | None = None, concurrency: int | None = None):
+        self.model = model
+        self.url = url
+        self.model_id = f"openai:{model}" + (f"@{url}" if url else "")
+        self.concurrency = concurrency or int(os.environ.get("RAFT_CONCURRENCY", "8"))
+        self._slots = threading.BoundedSemaphore(self.concurrency)
+        self._client: Any = None
+        # OpenAI and vLLM take `json_schema`; llama.cpp's server only `json_object` + schema.
+        # For other servers the first schema call finds out which, without retries.
+        self._schema_format: str | None = None if url else "json_schema"
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = make_client(self.url)
+        return self._client
+
+    def _create(self, client: Any, messages: Messages, schema: dict | None, fmt: str, **params):
+        extra: dict[str, Any] = {}
+        if schema and fmt == "json_schema":
+            schema_spec = {"name": "reply", "schema": schema, "strict": True}
+            extra["response_format"] = {"type": "json_schema", "json_schema": schema_spec}
+        elif schema:
+            extra["response_format"] = {"type": "json_object", "schema": schema}
+        out = client.chat.completions.create(model=self.model, messages=messages, **params, **extra)
+        return out.choices[0].message.content or ""
+
+    def _probe_schema_format(self, messages: Messages, schema: dict, **params) -> str | None:
+        """Try `json_schema` once; switch to `json_object` if the server rejects the field."""
+        import openai
+
+        try:
+            text = self._create(
+                self.client.with_options(max_retries=0), messages, schema, "json_schema", **params
+            )
+        except openai.APIStatusError as exc:
+            if exc.status_code in (400, 422) or "response_format" in str(exc.message):
+                self._schema_format = "json_object"
+            return None
+        except openai.APIError:
+            return None  # not an answer about the format; the normal path retries
+        self._schema_format = "json_schema"
+        return text
+
+    def complete(self, messages, *, schema=None, temperature=0.0, max_tokens=512, seed=0):
+        import openai
+
+        params = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
+        with self._slots:
+            if schema and self._schema_format is None:
+                text = self._probe_schema_format(messages, schema, **params)
+                if text is not None:
+                    return text
+            fmt = self._schema_format or "json_schema"
+            try:
+                return self._create(self.client, messages, schema, fmt, **params)
+            except openai.APIError as exc:
+                message = getattr(exc, "message", str(exc))
+                raise RaftError(f"{self.model_id}: {type(exc).__name__}: {message}") from None
+
+
+class CachedLLM:
+    """Any LLM behind the call cache; `calls` counts the calls that reached the model."""
+
+    def __init__(self, inner: LLM, cache: Cache | None = None):
+        self.inner = inner
+        self.cache = cache
+        self.model_id = inner.model_id
+        self.concurrency = inner.concurrency
+        self.calls = 0
+        self._count_lock = threading.Lock()
+
+    def complete(self, messages, *, schema=None, temperature=0.0, max_tokens=512, seed=0):
+        params = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
+        key = cache_key(
+            kind="chat", model=self.model_id, messages=messages, schema=schema, **params
+        )
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                return json.loads(hit)["content"]
+        text = self.inner.complete(messages, schema=schema, **params)
+        with self._count_lock:
+            self.calls += 1
+        if self.cache is not None:
+            self.cache.put(key, "chat", json.dumps({"content": text}).encode("utf-8"))
+        return text
+
+    def map(self, requests: list[dict[str, Any]]) -> list[str]:
+        """Run many `complete(**request)` calls, at most `concurrency` at once, in order."""
+        with ThreadPoolExecutor(max_workers=max(1, self.concurrency)) as pool:
+            return list(pool.map(lambda request: self.complete(**request), requests))
+
+
+_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.MULTILINE)
+
+
+def parse_json(text: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """Parse a model's JSON reply, tolerating code fences and prose around the object."""
+    import jsonschema
+
+    cleaned = _FENCE.sub("", text.strip())
+    start, end = cleaned.find("{"), cleaned.rfind("}")
+    if start < 0 or end < start:
+        raise ValueError("no JSON object in the reply")
+    data = json.loads(cleaned[start : end + 1])
+    jsonschema.validate(data, schema)
+    return data
+
+
+def complete_json(
+    llm: CachedLLM, messages: Messages, schema: dict[str, Any], **params: Any
+) -> dict[str, Any]:
+    """Schema-constrained completion; an invalid reply gets one repair round, then an error."""
+    import jsonschema
+
+    text = llm.complete(messages, schema=schema, **params)
+    try:
+        return parse_json(text, schema)
+    except (ValueError, jsonschema.ValidationError) as exc:
+        problem = exc.message if isinstance(exc, jsonschema.ValidationError) else str(exc)
+    repair = [
+        *messages,
+        {"role": "assistant", "content": text},
+        {
+            "role": "user",
+            "content": f"That reply is not valid JSON for the schema ({problem}). "
+            f"Reply with only a JSON object matching this schema:\n{json.dumps(schema)}",
+        },
+    ]
+    text = llm.complete(repair, schema=schema, **params)
+    try:
+        return parse_json(text, schema)
+    except (ValueError, jsonschema.ValidationError) as exc:
+        raise StructuredOutputError(
+            f"{llm.model_id} returned no valid JSON for the schema after a repair attempt: "
+            f"{str(exc).splitlines()[0]}; reply began {text[:120]!r}"
+        ) from None
+
+
+def make_llm(spec: BackendSpec | str, cache: Cache | None = None) -> CachedLLM:
+    """The LLM for a backend spec, behind the cache."""
+    spec = parse_spec(spec) if isinstance(spec, str) else spec
+    if spec.kind == "local":
+        inner: LLM = LlamaCppLLM(models.smollm2_gguf())
+    elif spec.kind == "gguf":
+        inner = LlamaCppLLM(Path(spec.model))
+    else:
+        inner = OpenAILLM(spec.model, spec.url)
+    return CachedLLM(inner, cache)

@@ -1,0 +1,69 @@
+"""What the CLIs share: a stderr console, progress bars, and errors as one line."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from raft.errors import RaftError
+from raft.paths import Persona
+
+# Results go to stdout; progress, memories and messages to stderr, so output pipes cleanly.
+err = Console(stderr=True)
+T = TypeVar("T")
+
+
+def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
+    """Iterate with a progress bar on stderr (counts, time left)."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=False) as progress:
+        yield from progress.track(items, total=total, description=description)
+
+
+def _to_persona(ctx: click.Context, param: click.Parameter, value: str) -> Persona:
+    return Persona.named(value)
+
+
+persona_argument = click.argument("persona", metavar="NAME", callback=_to_persona)
+
+
+def run(group: click.Group, prog: str, argv: list[str] | None = None) -> int:
+    """Run a click group; user errors become `prog: error: ...` and a non-zero status."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        result = group.main(args=args, prog_name=prog, standalone_mode=False)
+    except click.exceptions.Abort:
+        err.print(f"{prog}: interrupted", highlight=False)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except RaftError as exc:
+        if debug:
+            raise
+        click.echo(f"{prog}: error: {exc}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo(f"{prog}: interrupted", err=True)
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        click.echo(
+            f"{prog}: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the "
+            "traceback)",
+            err=True,
+        )
+        return 1
+    return result if isinstance(result, int) else 0

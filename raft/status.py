@@ -1,0 +1,47 @@
+"""`raft info`: what a persona folder holds, which backends it uses, what the cache saved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from raft.config import ROLES, backend_spec, display_name, open_cache
+from raft.paths import Persona
+
+
+def _count_lines(path: Path) -> int:
+    with open(path, "rb") as handle:
+        return sum(1 for line in handle if line.strip())
+
+
+def _describe(path: Path) -> str:
+    if not path.exists():
+        return "-"
+    if path.is_dir():
+        return f"{sum(1 for _ in path.glob('*.json'))} json files"
+    if path.suffix == ".jsonl":
+        return f"{_count_lines(path)} rows"
+    return f"{path.stat().st_size:,} bytes"
+
+
+def print_status(persona: Persona) -> None:
+    out = Console()
+    table = Table(title=f"{display_name(persona)} ({persona.root})")
+    table.add_column("what")
+    table.add_column("state")
+    for label, path in [
+        ("persona.toml", persona.config),
+        ("corpus", persona.corpus),
+        ("chunks", persona.chunks),
+        ("transcripts", persona.transcripts),
+        ("benchmark", persona.benchmark),
+    ]:
+        table.add_row(label, _describe(path))
+    for role in ROLES:
+        table.add_row(f"{role} backend", str(backend_spec(persona, role)))
+    if persona.cache.exists():
+        cache = open_cache(persona)
+        table.add_row("cache", f"{cache.count('chat')} chat, {cache.count('embed')} embeddings")
+    out.print(table)

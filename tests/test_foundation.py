@@ -1,0 +1,91 @@
+"""Spec strings, atomic writes and the content-addressed cache."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from raft.backends.cache import Cache, cache_key
+from raft.backends.spec import BackendSpec, parse_spec
+from raft.errors import RaftError, UsageError
+from raft.files import read_jsonl, write_jsonl
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("local", BackendSpec("local")),
+        ("openai:gpt-4o-mini", BackendSpec("openai", "gpt-4o-mini")),
+        (
+            "openai:ft:gpt-4o-mini:org:maren:abc",
+            BackendSpec("openai", "ft:gpt-4o-mini:org:maren:abc"),
+        ),
+        (
+            "openai:qwen@http://127.0.0.1:8000/v1",
+            BackendSpec("openai", "qwen", "http://127.0.0.1:8000/v1"),
+        ),
+    ],
+)
+def test_specs_parse(text, expected):
+    assert parse_spec(text) == expected
+    assert str(parse_spec(text)) == text
+
+
+def test_gguf_spec_needs_an_existing_file(tmp_path):
+    model = tmp_path / "m.gguf"
+    with pytest.raises(UsageError, match="no such GGUF file"):
+        parse_spec(f"gguf:{model}")
+    model.write_bytes(b"GGUF")
+    assert parse_spec(f"gguf:{model}") == BackendSpec("gguf", str(model))
+
+
+@pytest.mark.parametrize("text", ["", "gpt-4o", "openai:", "openai:m@ftp://x", "huggingface:x"])
+def test_bad_specs_list_the_valid_forms(text):
+    with pytest.raises(UsageError, match="use `local`, `gguf:"):
+        parse_spec(text)
+
+
+def test_interrupted_write_keeps_the_old_file_whole(tmp_path):
+    path = tmp_path / "out.jsonl"
+    write_jsonl(path, [{"n": 1}, {"n": 2}])
+
+    def rows():
+        yield {"n": 10}
+        raise KeyboardInterrupt  # the user pressed Ctrl-C half-way
+
+    with pytest.raises(KeyboardInterrupt):
+        write_jsonl(path, rows())
+    assert list(read_jsonl(path)) == [{"n": 1}, {"n": 2}]
+    assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]  # no temp file left behind
+
+
+def test_bad_jsonl_line_names_file_and_line(tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    path.write_text(json.dumps({"a": 1}) + "\n{oops\n")
+    with pytest.raises(RaftError, match=r"corpus.jsonl:2: not valid JSON"):
+        list(read_jsonl(path))
+
+
+def test_cache_key_covers_every_part():
+    base = cache_key(kind="chat", model="m", messages=[{"role": "user", "content": "x"}], seed=0)
+    assert base == cache_key(
+        seed=0, model="m", kind="chat", messages=[{"role": "user", "content": "x"}]
+    )
+    assert base != cache_key(
+        kind="chat", model="m2", messages=[{"role": "user", "content": "x"}], seed=0
+    )
+    assert base != cache_key(
+        kind="chat", model="m", messages=[{"role": "user", "content": "x"}], seed=1
+    )
+
+
+def test_cache_persists_and_counts_by_kind(tmp_path):
+    cache = Cache(tmp_path / "cache.sqlite")
+    cache.put("k1", "chat", b"one")
+    cache.put_many("embed", [("k2", b"two"), ("k3", b"three")])
+    cache.close()
+    reopened = Cache(tmp_path / "cache.sqlite")
+    assert reopened.get("k1") == b"one"
+    assert reopened.get_many(["k3", "k2", "missing"]) == {"k3": b"three", "k2": b"two"}
+    assert (reopened.count("chat"), reopened.count("embed"), reopened.count()) == (1, 2, 3)
