@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from raft.console import persona_argument, run
-from raft.errors import NotBuiltError
+from raft.console import persona_argument, progress_bar, run, track
+from raft.errors import NotBuiltError, RaftError, UsageError
 from raft.paths import Persona
 
 
@@ -47,33 +47,100 @@ def info(persona: Persona) -> None:
     metavar="URL_OR_PATH",
     help="A Substack, RSS/Atom feed, site, web page, local file or folder (repeatable).",
 )
-def fetch(persona: Persona, sources: tuple[str, ...]) -> None:
+@click.option("--per-host", default=4, show_default=True, help="Concurrent requests per host.")
+def fetch(persona: Persona, sources: tuple[str, ...], per_host: int) -> None:
     """Gather the author's writing into corpus.jsonl.
 
     Without --from, refreshes the sources recorded in persona.toml, or else
-    https://NAME.substack.com. Example: raft fetch sample --from data/sample/essays
+    https://NAME.substack.com. New sources are recorded. Re-running fetches only what is new.
+    Example: raft fetch sample --from data/sample/essays
     """
-    not_built("fetch", 3, "corpus stages")
+    from raft.corpus import fetch_corpus
+
+    with progress_bar() as progress:
+        summary = fetch_corpus(persona, sources, per_host=per_host, progress=progress)
+    for failure in summary.failures:
+        click.echo(f"raft: warning: {failure.where}: {failure.reason}", err=True)
+    click.echo(
+        f"fetch {persona.name}: {summary.new} new, {summary.skipped} already in the corpus, "
+        f"{summary.paywalled} paywalled (teaser only), {len(summary.failures)} failed"
+    )
+    if not summary.new and not summary.skipped:
+        raise RaftError("nothing fetched; the corpus is unchanged")
 
 
 @cli.command()
 @persona_argument
-def chunk(persona: Persona) -> None:
+@click.option("--max-tokens", default=512, show_default=True, help="Tokens per chunk at most.")
+@click.option("--overlap", default=64, show_default=True, help="Tokens repeated between chunks.")
+def chunk(persona: Persona, max_tokens: int, overlap: int) -> None:
     """Split corpus.jsonl into token-bounded chunks (chunks.jsonl), losing no text.
 
-    Example: raft chunk sample
+    Chunks end at paragraph, then sentence, then token boundaries.
+    Example: raft chunk sample --max-tokens 256
     """
-    not_built("chunk", 3, "corpus stages")
+    from raft.chunking import chunk_corpus
+
+    stats = chunk_corpus(persona.require(), max_tokens, overlap, progress=track)
+    click.echo(
+        f"chunk {persona.name}: {stats.documents} documents -> {stats.chunks} chunks, "
+        f"{stats.tokens} tokens"
+    )
 
 
 @cli.command()
 @persona_argument
-def embed(persona: Persona) -> None:
+@click.option("--embedder", metavar="SPEC", help="Backend spec (default: RAFT_EMBEDDER or local).")
+@click.option("--rebuild", is_flag=True, help="Drop the collection and embed everything again.")
+def embed(persona: Persona, embedder: str | None, rebuild: bool) -> None:
     """Embed new or changed chunks into the persona's ChromaDB collection.
 
+    Uses data/NAME/chroma/, or the Chroma server at $RAFT_CHROMA_URL.
     Example: raft embed sample
     """
-    not_built("embed", 3, "corpus stages")
+    from raft.files import count_lines
+    from raft.store import embed_corpus
+
+    persona.require()
+    total = count_lines(persona.chunks)
+    with progress_bar() as bar:
+        task = bar.add_task("embedding", total=total)
+        stats = embed_corpus(
+            persona, embedder, rebuild=rebuild, progress=lambda n: bar.advance(task, n)
+        )
+    click.echo(
+        f"embed {persona.name}: {stats.added} added, {stats.updated} updated, "
+        f"{stats.removed} removed, {stats.unchanged} unchanged ({stats.embedded} embedded)"
+    )
+
+
+@cli.command()
+@persona_argument
+@click.argument("query")
+@click.option("-k", "k", default=5, show_default=True, help="How many chunks to return.")
+@click.option("--before", metavar="YYYY-MM-DD", help="Only writing dated strictly earlier.")
+@click.option("--embedder", metavar="SPEC", help="Must match the one that built the store.")
+def search(persona: Persona, query: str, k: int, before: str | None, embedder: str | None) -> None:
+    """Retrieve the chunks of the author's writing nearest to QUERY.
+
+    Example: raft search sample "what makes a thing yours" --before 2022-01-01
+    """
+    from raft.config import persona_embedder
+    from raft.store import Store
+
+    store = Store(persona.require(), persona_embedder(persona, embedder))
+    for hit in store.query(query, k=k, before_date=_iso_date(before)):
+        snippet = " ".join(hit.text.split())[:160]
+        click.echo(f"{hit.date or 'undated':10}  {hit.distance:.3f}  {hit.title}  <{hit.link}>")
+        click.echo(f"            {snippet}")
+
+
+def _iso_date(value: str | None) -> str | None:
+    from raft.dates import normalize_date
+
+    if value and not normalize_date(value):
+        raise UsageError(f"not a date: {value!r} (use YYYY-MM-DD)")
+    return normalize_date(value) if value else None
 
 
 @cli.command("transcript:add")

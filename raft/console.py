@@ -18,15 +18,20 @@ err = Console(stderr=True)
 T = TypeVar("T")
 
 
-def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-    """Iterate with a progress bar on stderr (counts, time left)."""
+def progress_bar() -> Progress:
+    """A progress display on stderr with counts and time left."""
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=err, transient=False) as progress:
+    return Progress(*columns, console=err, transient=False)
+
+
+def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
+    """Iterate with a progress bar on stderr."""
+    with progress_bar() as progress:
         yield from progress.track(items, total=total, description=description)
 
 

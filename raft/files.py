@@ -62,3 +62,11 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
                 yield json.loads(line)
             except json.JSONDecodeError as exc:
                 raise RaftError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+
+
+def count_lines(path: Path) -> int:
+    """Non-blank lines of a file (rows of a JSON Lines file), 0 when it does not exist."""
+    if not Path(path).is_file():
+        return 0
+    with open(path, "rb") as handle:
+        return sum(1 for line in handle if line.strip())

@@ -8,12 +8,8 @@ from rich.console import Console
 from rich.table import Table
 
 from raft.config import ROLES, backend_spec, display_name, open_cache
+from raft.files import count_lines
 from raft.paths import Persona
-
-
-def _count_lines(path: Path) -> int:
-    with open(path, "rb") as handle:
-        return sum(1 for line in handle if line.strip())
 
 
 def _describe(path: Path) -> str:
@@ -22,7 +18,7 @@ def _describe(path: Path) -> str:
     if path.is_dir():
         return f"{sum(1 for _ in path.glob('*.json'))} json files"
     if path.suffix == ".jsonl":
-        return f"{_count_lines(path)} rows"
+        return f"{count_lines(path)} rows"
     return f"{path.stat().st_size:,} bytes"
 
 

@@ -1,24 +1,21 @@
-"""Shared fixtures: a temporary data folder, the real CLIs, a real llama.cpp server on loopback."""
+"""Shared fixtures: a temporary data folder, a real llama.cpp server on loopback."""
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
+
+from tests.helpers import free_port, wait_for_http
 
 # No test may reach a hub: every model ships inside an installed package.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.pop("OPENAI_API_KEY", None)
-
-BIN = Path(sys.executable).parent
-REPO = Path(__file__).resolve().parent.parent
+os.environ.pop("RAFT_CHROMA_URL", None)
 
 
 @pytest.fixture
@@ -28,38 +25,6 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("RAFT_DATA_DIR", str(folder))
     monkeypatch.setenv("RAFT_KEY_FILE", str(tmp_path / "no-keys.toml"))
     return folder
-
-
-def run_cli(program: str, *args: str, env: dict[str, str] | None = None, **kwargs):
-    """Run an installed console script as a user would; returns the CompletedProcess."""
-    return subprocess.run(
-        [str(BIN / program), *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=600,
-        **kwargs,
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 180) -> None:
-    """Poll until the server answers; fail early if its process died."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode} before answering {url}")
-        try:
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise TimeoutError(f"no answer from {url} after {timeout}s")
 
 
 @pytest.fixture(scope="session")

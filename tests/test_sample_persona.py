@@ -7,7 +7,7 @@ import re
 import tomllib
 from datetime import date
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 SAMPLE = REPO / "data" / "sample"
 

@@ -31,6 +31,9 @@ def _load_sentence_transformer(path: str) -> Any:
     # The model folder ships in a package; never let the hub be asked for anything.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()  # our own progress bar is the one that matters
 
     return SentenceTransformer(path, device="cpu", local_files_only=True)
 

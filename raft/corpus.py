@@ -1,0 +1,254 @@
+"""The `raft fetch` stage: gather documents from every source into corpus.jsonl.
+
+Documents are appended as they arrive (one whole line, flushed), so an interrupted fetch
+keeps what it fetched; a re-run skips every link or local text already in the corpus.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from raft.config import load_config, save_config
+from raft.files import read_jsonl
+from raft.paths import Persona
+from raft.sources import Document, Failure, Item, Skipped
+from raft.sources.feeds import feed_documents, feed_problem, parse_feed
+from raft.sources.http import Fetcher, FetchError
+from raft.sources.local import local_documents
+from raft.sources.pages import extract_article, find_feed_link
+from raft.sources.substack import archive_page, substack_documents
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class FetchSummary:
+    new: int = 0
+    skipped: int = 0
+    paywalled: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    sources_ok: list[str] = field(default_factory=list)
+
+
+class CorpusFile:
+    """corpus.jsonl opened for appending, with the links and texts it already holds."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.links: set[str] = set()
+        self.hashes: set[str] = set()
+        if path.exists():
+            self._drop_torn_tail()
+            for row in read_jsonl(path):
+                self.links.add(row.get("link") or "")
+                self.hashes.add(row.get("content_hash") or "")
+        self.links.discard("")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+
+    def _drop_torn_tail(self) -> None:
+        """A process killed mid-line leaves a partial last line: cut it, keep every whole one."""
+        with open(self.path, "rb+") as handle:
+            data = handle.read()
+            if data and not data.endswith(b"\n"):
+                handle.truncate(data.rfind(b"\n") + 1)
+
+    def knows_link(self, link: str) -> bool:
+        return link in self.links
+
+    def add(self, doc: Document) -> bool:
+        """Append a new document; False when its link (or, without one, its text) is known."""
+        if (doc.link and doc.link in self.links) or doc.content_hash in self.hashes:
+            return False
+        self._handle.write(json.dumps(doc.row(), ensure_ascii=False) + "\n")
+        self._handle.flush()
+        self.links.add(doc.link)
+        self.hashes.add(doc.content_hash)
+        self.links.discard("")
+        return True
+
+    def close(self) -> None:
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+
+
+def default_sources(persona: Persona) -> list[str]:
+    """Sources recorded in persona.toml, else the persona's Substack."""
+    return list(load_config(persona).get("sources") or [f"https://{persona.name}.substack.com"])
+
+
+def _local_path(persona: Persona, source: str) -> Path | None:
+    """A source that names an existing path: as given, or relative to the persona folder."""
+    if "://" in source:
+        return None
+    for path in (Path(source).expanduser(), persona.root / source):
+        if path.exists():
+            return path
+    return None
+
+
+def _record_sources(persona: Persona, sources: Iterable[str]) -> None:
+    config = load_config(persona)
+    recorded = list(config.get("sources") or [])
+    for source in sources:
+        if source not in recorded:
+            recorded.append(source)
+    if recorded != config.get("sources"):
+        config["sources"] = recorded
+        save_config(persona, config)
+
+
+def _recordable(persona: Persona, source: str) -> str:
+    """Local paths are recorded relative to the persona folder when inside it, else absolute."""
+    path = _local_path(persona, source)
+    if path is None:
+        return source
+    path = path.resolve()
+    root = persona.root.resolve()
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+class Fetch:
+    """One run of `raft fetch`: sources are read in turn, pages of each concurrently."""
+
+    def __init__(self, persona: Persona, fetcher: Fetcher, corpus: CorpusFile, on_total, on_done):
+        self.persona = persona
+        self.fetcher = fetcher
+        self.corpus = corpus
+        self.on_total = on_total  # called with the number of pages about to be read
+        self.on_done = on_done  # called once per page read
+        self.workers = max(8, fetcher.per_host * 2)
+
+    def map_pages(self, read: Callable[[T], R], items: list[T]) -> Iterator[R]:
+        """Results of `read` over items, yielded as they complete (bounded by the fetcher)."""
+        self.on_total(len(items))
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            pending = {pool.submit(read, item) for item in items}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    self.on_done()
+                    yield future.result()
+
+    def documents(self, source: str) -> Iterator[Item]:
+        path = _local_path(self.persona, source)
+        if path is not None:
+            yield from local_documents(path, source)
+            return
+        if "://" not in source and (source[:1] in "/.~" or "." not in source.split("/")[0]):
+            yield Failure(source, "no such file or folder")
+            return
+        url = source if "://" in source else f"https://{source}"
+        if urlsplit(url).scheme not in ("http", "https"):
+            yield Failure(source, "not an existing path or an http(s) URL")
+            return
+        yield from self._web_documents(url.rstrip("/") if _is_root(url) else url, source)
+
+    def _web_documents(self, url: str, source: str) -> Iterator[Item]:
+        known = self.corpus.knows_link
+        if _is_root(url):
+            first = archive_page(self.fetcher, url, 0)
+            if first is not None:
+                yield from substack_documents(
+                    self.fetcher, url, first, source, known, self.map_pages
+                )
+                return
+            if urlsplit(url).netloc.endswith(".substack.com"):
+                url = f"{url}/feed"  # the archive endpoint failed: Substack's RSS instead
+        try:
+            response = self.fetcher.get(url)
+        except FetchError as exc:
+            yield Failure(source, str(exc))
+            return
+        parsed = parse_feed(response.body)
+        if parsed is None and "html" in response.content_type.lower():
+            feed_url = find_feed_link(response.text, response.url) if _is_root(url) else None
+            if feed_url:
+                try:
+                    parsed = parse_feed(self.fetcher.get(feed_url).body)
+                except FetchError as exc:
+                    yield Failure(feed_url, str(exc))
+                    return
+        if parsed is not None:
+            yield from feed_documents(parsed, source, self.fetcher, known, self.map_pages)
+            return
+        kind = response.content_type.lower()
+        if "xml" in kind or "rss" in kind or "atom" in kind:
+            yield Failure(source, feed_problem(response.body))
+            return
+        if "html" not in kind and response.body.lstrip()[:1] != b"<":
+            yield Failure(source, f"neither a feed nor an HTML page ({response.content_type})")
+            return
+        if known(response.url) or known(url):
+            yield Skipped(response.url)
+            return
+        article = extract_article(response.text, response.url)
+        if article is None:
+            yield Failure(source, "the page holds no article text")
+            return
+        yield Document(article.title, response.url, article.date, article.text, source, False)
+
+
+def _is_root(url: str) -> bool:
+    return urlsplit(url).path in ("", "/")
+
+
+def fetch_corpus(
+    persona: Persona,
+    sources: Iterable[str] = (),
+    per_host: int = 4,
+    progress: Any = None,
+) -> FetchSummary:
+    """Fetch every source into corpus.jsonl; sources given explicitly are recorded."""
+    given = list(sources)
+    chosen = given or default_sources(persona)
+    persona.root.mkdir(parents=True, exist_ok=True)
+    summary = FetchSummary()
+    fetcher = Fetcher(per_host=per_host)
+    corpus = CorpusFile(persona.corpus)
+    task = progress.add_task("fetching", total=0) if progress else None
+
+    def on_total(n: int) -> None:
+        if progress:
+            progress.update(task, total=(progress.tasks[task].total or 0) + n)
+
+    def on_done() -> None:
+        if progress:
+            progress.advance(task)
+
+    run = Fetch(persona, fetcher, corpus, on_total, on_done)
+    try:
+        for source in chosen:
+            if progress:
+                progress.update(task, description=f"fetching {source}")
+            before = (summary.new, summary.skipped)
+            source_failed = False
+            for item in run.documents(source):
+                if isinstance(item, Failure):
+                    summary.failures.append(item)
+                    source_failed = source_failed or item.where == source
+                elif isinstance(item, Skipped):
+                    summary.skipped += 1
+                elif corpus.add(item):
+                    summary.new += 1
+                    summary.paywalled += item.paywalled
+                else:
+                    summary.skipped += 1
+            if not source_failed or (summary.new, summary.skipped) != before:
+                summary.sources_ok.append(source)
+    finally:
+        corpus.close()
+        fetcher.close()
+    if given:
+        ok = [_recordable(persona, s) for s in given if s in summary.sources_ok]
+        _record_sources(persona, ok)
+    return summary

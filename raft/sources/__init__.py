@@ -1,0 +1,47 @@
+"""Where an author's writing comes from: Substack, feeds, web pages, local files.
+
+Each source yields `Document`s, or `Failure`s for the items it could not read, so one bad
+post never stops a fetch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Document:
+    title: str
+    link: str  # canonical link; "" for a local file without one
+    date: str  # ISO YYYY-MM-DD, or "" when unknown
+    content: str
+    source: str  # the source it came from, as given to `raft fetch --from`
+    paywalled: bool = False  # only a teaser was readable
+
+    @property
+    def content_hash(self) -> str:
+        return hashlib.sha256(self.content.encode("utf-8")).hexdigest()
+
+    @property
+    def id(self) -> str:
+        """Stable: from the canonical link, else from the content."""
+        basis = f"link:{self.link}" if self.link else f"sha256:{self.content_hash}"
+        return hashlib.sha256(basis.encode("utf-8")).hexdigest()[:16]
+
+    def row(self) -> dict:
+        return {"id": self.id, **asdict(self), "content_hash": self.content_hash}
+
+
+@dataclass(frozen=True)
+class Failure:
+    where: str  # the URL or file at fault
+    reason: str
+
+
+@dataclass(frozen=True)
+class Skipped:
+    link: str  # already in the corpus; not fetched again
+
+
+Item = Document | Failure | Skipped

@@ -1,0 +1,104 @@
+"""Local files and folders: .md (front matter), .txt, .html, and corpus .jsonl files."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from raft.dates import normalize_date
+from raft.sources import Document, Failure
+from raft.sources.pages import extract_article
+
+SUFFIXES = {".md", ".markdown", ".txt", ".html", ".htm", ".jsonl"}
+_FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.S)
+_DATE_PREFIX = re.compile(r"^(\d{4}-\d{2}-\d{2})")
+_HEADING = re.compile(r"\A\s*#\s+(.+)\n")
+
+
+def local_files(path: Path) -> list[Path]:
+    """The readable files at `path` (a file, or a folder searched recursively), sorted."""
+    if path.is_file():
+        return [path]
+    return sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    )
+
+
+def _text_document(path: Path, text: str, source: str) -> Document:
+    meta: dict = {}
+    match = _FRONT_MATTER.match(text)
+    if match:
+        import yaml
+
+        try:
+            loaded = yaml.safe_load(match[1])
+        except yaml.YAMLError:
+            loaded = None
+        if isinstance(loaded, dict):
+            meta, text = loaded, text[match.end() :]
+    title = str(meta.get("title") or "")
+    heading = _HEADING.match(text)
+    if not title and heading:
+        title, text = heading[1].strip(), text[heading.end() :]
+    prefix = _DATE_PREFIX.match(path.name)
+    return Document(
+        title=title or path.stem,
+        link=str(meta.get("link") or meta.get("url") or ""),
+        date=normalize_date(meta.get("date")) or (prefix[1] if prefix else ""),
+        content=text.strip(),
+        source=source,
+    )
+
+
+def _jsonl_documents(path: Path, text: str, source: str) -> Iterator[Document | Failure]:
+    """The original tool's corpus shape: `title, link, date, content` a line."""
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            content = str(row["content"]).strip()
+        except (ValueError, KeyError, TypeError):
+            yield Failure(f"{path}:{number}", "not a JSON object with a `content` field")
+            continue
+        if content:
+            yield Document(
+                title=str(row.get("title") or ""),
+                link=str(row.get("link") or ""),
+                date=normalize_date(row.get("date")),
+                content=content,
+                source=source,
+            )
+
+
+def local_documents(path: Path, source: str) -> Iterator[Document | Failure]:
+    """Documents from a local file or folder; unreadable files are reported, not fatal."""
+    for file in local_files(path):
+        try:
+            text = file.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError:
+            yield Failure(str(file), "not UTF-8 text")
+            continue
+        except OSError as exc:
+            yield Failure(str(file), exc.strerror or str(exc))
+            continue
+        suffix = file.suffix.lower()
+        if suffix == ".jsonl":
+            yield from _jsonl_documents(file, text, source)
+        elif suffix in {".html", ".htm"}:
+            article = extract_article(text, file.as_uri())
+            if article is None:
+                yield Failure(str(file), "the page holds no article text")
+            else:
+                title = article.title or file.stem
+                yield Document(title, "", article.date, article.text, source)
+        elif text.strip():
+            yield _text_document(file, text, source)
+        else:
+            yield Failure(str(file), "empty file")
