@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -145,26 +146,111 @@ def _iso_date(value: str | None) -> str | None:
 
 @cli.command("transcript:add")
 @persona_argument
-@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--benchmark", is_flag=True, help="Hold the interview out for RATF.")
-def transcript_add(persona: Persona, file: str, benchmark: bool) -> None:
-    """Import a plain-text interview (`Name: text` paragraphs) as a transcript.
+@click.option("--interviewer", metavar="NAME", help="The interviewer's speaker label.")
+@click.option(
+    "--target", metavar="NAME", help="The author's label (default: name in persona.toml)."
+)
+@click.option("--date", "when", metavar="YYYY-MM-DD", help="When the interview took place.")
+@click.option("--url", default="", help="Where the interview was published.")
+def transcript_add(
+    persona: Persona,
+    file: Path,
+    benchmark: bool,
+    interviewer: str | None,
+    target: str | None,
+    when: str | None,
+    url: str,
+) -> None:
+    """Import an interview into transcripts/ (or benchmark/ with --benchmark).
 
-    Example: raft transcript:add sample interview.txt --interviewer "Jo Park" --date 2024-01-05
+    FILE is plain text of `Name: text` paragraphs (a speaker's consecutive paragraphs merge),
+    or a transcript JSON to validate and copy.
+    Example: raft transcript:add sample talk.txt --interviewer "Jo Park" --date 2024-01-05
     """
-    not_built("transcript:add", 4, "transcripts and the RAFT dataset")
+    from raft.config import display_name
+    from raft.transcripts import add_transcript
+
+    persona.require()
+    out = add_transcript(
+        persona,
+        file,
+        interviewer=interviewer,
+        when=when,
+        url=url,
+        target=target or display_name(persona),
+        benchmark=benchmark,
+    )
+    click.echo(f"transcript:add {persona.name}: wrote {out}")
 
 
 @cli.command("ft:gen")
 @persona_argument
 @click.option("--oai", is_flag=True, help="Only rebuild the format files from raft.jsonl.")
 @click.option("--generic", is_flag=True, help="Only write the generic raft.jsonl.")
-def ft_gen(persona: Persona, oai: bool, generic: bool) -> None:
+@click.option("-k", "k", default=6, show_default=True, help="Memories retrieved per question.")
+@click.option("--max-tokens", default=4096, show_default=True, help="Token budget per sample.")
+@click.option(
+    "--distractors",
+    default=0.0,
+    show_default=True,
+    help="Chance that a sample also keeps memories that failed the answer-aware judge.",
+)
+@click.option("--context", is_flag=True, help="Add the previous answer to retrieval queries.")
+@click.option("--valid-fraction", default=0.1, show_default=True, help="Held for validation.")
+@click.option("--generator", metavar="SPEC", help="LLM for rephrase and judge.")
+@click.option("--embedder", metavar="SPEC", help="Must match the one that built the store.")
+def ft_gen(
+    persona: Persona,
+    oai: bool,
+    generic: bool,
+    k: int,
+    max_tokens: int,
+    distractors: float,
+    context: bool,
+    valid_fraction: float,
+    generator: str | None,
+    embedder: str | None,
+) -> None:
     """Build fine-tuning samples: retrieve, rephrase and judge memories for every exchange.
 
-    Example: raft ft:gen sample
+    Writes finetune/raft.jsonl (generic), openai.jsonl + openai.valid.jsonl, messages.jsonl
+    (TRL), sharegpt.json and stats.json. Re-running makes no model call already made.
+    Example: raft ft:gen sample -k 4
     """
-    not_built("ft:gen", 4, "the RAFT dataset")
+    from raft.ftgen import GenSettings, run_ft_gen
+
+    if oai and generic:
+        raise UsageError("--oai and --generic exclude each other")
+    if not 0 <= distractors <= 1 or not 0 <= valid_fraction < 1 or k < 1 or max_tokens < 256:
+        raise UsageError(
+            "need 0 <= --distractors <= 1, 0 <= --valid-fraction < 1, -k >= 1, --max-tokens >= 256"
+        )
+    settings = GenSettings(
+        k=k,
+        max_tokens=max_tokens,
+        distractors=distractors,
+        context=context,
+        valid_fraction=valid_fraction,
+    )
+    only = "oai" if oai else "generic" if generic else None
+    with progress_bar() as bar:
+        stats, calls = run_ft_gen(persona.require(), settings, only, generator, embedder, bar)
+    print_ft_gen_summary(persona, stats, calls)
+
+
+def print_ft_gen_summary(persona: Persona, stats: dict, calls: int) -> None:
+    m = stats["memories"]
+    click.echo(
+        f"ft:gen {persona.name}: {stats['samples']} samples ({stats['real_samples']} real, "
+        f"{stats['synthetic_samples']} synthetic) from {stats['interviews']} interviews; "
+        f"memories {m['retrieved']} retrieved, {m['useful_by_question']} useful by question, "
+        f"{m['consistent_with_answer']} consistent with the answer, {m['kept']} kept; "
+        f"{stats['samples_truncated']} samples truncated; {calls} model calls"
+    )
+    for warning in stats.get("split", {}).get("warnings", []):
+        click.echo(f"raft: warning: {warning}", err=True)
 
 
 @cli.command("ft:run")

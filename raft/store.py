@@ -385,4 +385,8 @@ def embed_corpus(
 
         embedder = persona_embedder(persona, embedder_spec)
     store = Store(persona, embedder)
-    return store.sync(read_jsonl(persona.chunks), progress, rebuild=rebuild)
+    stats = store.sync(read_jsonl(persona.chunks), progress, rebuild=rebuild)
+    from raft.transcripts import sync_interviews
+
+    sync_interviews(persona, store)
+    return stats

@@ -36,6 +36,7 @@ class LLM(Protocol):
         temperature: float = 0.0,
         max_tokens: int = 512,
         seed: int = 0,
+        stop: list[str] | None = None,
     ) -> str: ...
 
 
@@ -73,7 +74,9 @@ class LlamaCppLLM:
     def llama(self) -> Any:
         return _load_llama(str(self.path), str(self.lora_path) if self.lora_path else None)
 
-    def complete(self, messages, *, schema=None, temperature=0.0, max_tokens=512, seed=0):
+    def complete(
+        self, messages, *, schema=None, temperature=0.0, max_tokens=512, seed=0, stop=None
+    ):
         response_format = {"type": "json_object", "schema": schema} if schema else None
         with self._lock:
             try:
@@ -83,6 +86,7 @@ class LlamaCppLLM:
                     temperature=temperature,
                     max_tokens=max_tokens,
                     seed=seed,
+                    stop=stop or [],
                 )
             except ValueError as exc:  # llama.cpp reports an over-long prompt this way
                 raise RaftError(f"{self.model_id}: {exc}") from None
@@ -136,10 +140,14 @@ class OpenAILLM:
         self._schema_format = "json_schema"
         return text
 
-    def complete(self, messages, *, schema=None, temperature=0.0, max_tokens=512, seed=0):
+    def complete(
+        self, messages, *, schema=None, temperature=0.0, max_tokens=512, seed=0, stop=None
+    ):
         import openai
 
         params = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
+        if stop:
+            params["stop"] = stop
         with self._slots:
             if schema and self._schema_format is None:
                 text = self._probe_schema_format(messages, schema, **params)
@@ -164,8 +172,12 @@ class CachedLLM:
         self.calls = 0
         self._count_lock = threading.Lock()
 
-    def complete(self, messages, *, schema=None, temperature=0.0, max_tokens=512, seed=0):
+    def complete(
+        self, messages, *, schema=None, temperature=0.0, max_tokens=512, seed=0, stop=None
+    ):
         params = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
+        if stop:
+            params["stop"] = stop  # only when set, so earlier cache keys stay valid
         key = cache_key(
             kind="chat", model=self.model_id, messages=messages, schema=schema, **params
         )

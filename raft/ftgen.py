@@ -1,0 +1,197 @@
+"""The `raft ft:gen` stage: for every exchange of every training interview, recall
+memories from the author's earlier writing, judge them twice, and pack fine-tuning samples.
+
+Every model call goes through the cache, so an interrupted run resumes where it stopped
+and a finished one re-runs with zero calls; outputs are written atomically at the end.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from raft.config import display_name, persona_embedder, persona_llm
+from raft.dataset import check_openai, is_validation, pack_sample, to_openai, to_sharegpt, to_trl
+from raft.errors import RaftError
+from raft.files import read_jsonl, write_json, write_jsonl
+from raft.memories import Memory, Recall, RecallSettings, system_prompt, user_turn
+from raft.paths import Persona
+from raft.store import Store
+from raft.transcripts import Interview, sync_interviews, training_interviews
+
+FORMAT_FILES = ("openai.jsonl", "openai.valid.jsonl", "messages.jsonl", "sharegpt.json")
+
+
+@dataclass(frozen=True)
+class GenSettings:
+    k: int = 6
+    max_tokens: int = 4096  # token budget of one packed sample
+    distractors: float = 0.0  # chance a sample also keeps pass-1-only memories
+    context: bool = False  # add the previous answer to the retrieval query
+    valid_fraction: float = 0.1
+    token_limit: int = 16385  # per-example limit checked for OpenAI files
+    seed: int = 0
+
+
+def _keeps_distractors(sample_id: str, settings: GenSettings) -> bool:
+    # Seeded by the sample, so a re-run (or a resumed run) makes the same choice.
+    return random.Random(f"{settings.seed}:{sample_id}").random() < settings.distractors
+
+
+def _exchange_row(
+    recall: Recall, interview: Interview, index: int, settings: GenSettings
+) -> dict[str, Any]:
+    question, answer = interview.exchanges[index]
+    context = interview.exchanges[index - 1][1] if settings.context and index else ""
+    memories = recall.recall(question, before=interview.date, context=context)
+    recall.check_against_answer(question, answer, memories)
+    sample_id = f"{interview.id}:{index}"
+    distractor = _keeps_distractors(sample_id, settings)
+    kept = [m for m in memories if m.useful and (m.consistent or distractor)]
+    return {
+        "id": sample_id,
+        "interview": interview.id,
+        "interviewer": interview.interviewer,
+        "target": interview.target,
+        "date": interview.date,
+        "url": interview.url,
+        "index": index,
+        "question": question,
+        "answer": answer,
+        "memories": [m.row() for m in memories],
+        "kept": [m.chunk_id for m in kept],
+        "distractors": distractor,
+        "synthetic": False,
+    }
+
+
+def _pack_interview(rows: list[dict[str, Any]], settings: GenSettings) -> None:
+    """Add the packed `messages` (and what history they carry) to each row of one interview."""
+    turns = []
+    for row in rows:
+        by_id = {m["chunk_id"]: m for m in row["memories"]}
+        kept = [Memory(**by_id[chunk_id]) for chunk_id in row["kept"]]
+        turns.append((user_turn(row["question"], kept), row["answer"]))
+    first = rows[0]
+    system = system_prompt(first["target"], first["interviewer"], first["date"])
+    for row in rows:
+        packed = pack_sample(system, turns, row["index"], settings.max_tokens)
+        row.update(
+            messages=packed.messages,
+            history=packed.history,
+            history_dropped=packed.dropped,
+            n_tokens=packed.n_tokens,
+        )
+
+
+def generate(
+    persona: Persona,
+    settings: GenSettings,
+    generator: str | None = None,
+    embedder: str | None = None,
+    progress: Any = None,
+) -> tuple[list[dict[str, Any]], dict[str, Any], int]:
+    """Rows of raft.jsonl for every exchange, how they were made, and the model calls made."""
+    interviews = training_interviews(persona)
+    if not interviews:
+        raise RaftError(
+            f"no training interviews in {persona.transcripts}: add one with "
+            f"`raft transcript:add {persona.name} FILE`"
+        )
+    store = Store(persona, persona_embedder(persona, embedder))
+    if not store.count():
+        raise RaftError(f"the store is empty: run `raft embed {persona.name}` first")
+    # Earlier interviews are past output too; dated, so only later interviews retrieve them.
+    sync_interviews(persona, store)
+    llm = persona_llm(persona, "generator", generator)
+    recall = Recall(store, llm, display_name(persona), RecallSettings(k=settings.k))
+
+    jobs = [(iv, i) for iv in interviews for i in range(len(iv.exchanges))]
+    task = progress.add_task("ft:gen exchanges", total=len(jobs)) if progress else None
+
+    def work(job: tuple[Interview, int]) -> dict[str, Any]:
+        row = _exchange_row(recall, *job, settings)
+        if progress:
+            progress.advance(task)
+        return row
+
+    with ThreadPoolExecutor(max_workers=max(1, llm.concurrency)) as pool:
+        rows = list(pool.map(work, jobs))
+    for interview in interviews:
+        _pack_interview([r for r in rows if r["interview"] == interview.id], settings)
+    made = {**recall.made(), "ft_gen": asdict(settings)}
+    return rows, made, llm.calls
+
+
+def write_formats(persona: Persona, rows: list[dict[str, Any]], settings: GenSettings) -> dict:
+    """The OpenAI, TRL and ShareGPT files from raft.jsonl rows; returns the OpenAI check."""
+    train = [r for r in rows if not is_validation(r["id"], settings.valid_fraction)]
+    valid = [r for r in rows if is_validation(r["id"], settings.valid_fraction)]
+    openai_train = [to_openai(r["messages"]) for r in train]
+    check = check_openai(
+        openai_train + [to_openai(r["messages"]) for r in valid], settings.token_limit
+    )
+    if check.errors:
+        raise RaftError("OpenAI file check failed: " + "; ".join(check.errors))
+    out = persona.finetune
+    write_jsonl(out / "openai.jsonl", openai_train)
+    write_jsonl(out / "openai.valid.jsonl", [to_openai(r["messages"]) for r in valid])
+    write_jsonl(out / "messages.jsonl", [to_trl(r["messages"]) | {"id": r["id"]} for r in rows])
+    write_json(out / "sharegpt.json", [to_sharegpt(r["messages"]) | {"id": r["id"]} for r in rows])
+    return {"train": len(train), "valid": len(valid), "warnings": check.warnings}
+
+
+def statistics(rows: list[dict[str, Any]], made: dict[str, Any], split: dict) -> dict[str, Any]:
+    memories = [m for r in rows for m in r["memories"]]
+    tokens = [r["n_tokens"] for r in rows]
+    bins = Counter(min(t // 512, 16) * 512 for t in tokens)
+    return {
+        "samples": len(rows),
+        "real_samples": sum(not r["synthetic"] for r in rows),
+        "synthetic_samples": sum(bool(r["synthetic"]) for r in rows),
+        "interviews": len({r["interview"] for r in rows}),
+        "memories": {
+            "retrieved": len(memories),
+            "useful_by_question": sum(bool(m["useful"]) for m in memories),
+            "consistent_with_answer": sum(bool(m["consistent"]) for m in memories),
+            "kept": sum(len(r["kept"]) for r in rows),
+            "errors": sum(bool(m["error"]) for m in memories),
+        },
+        "samples_with_distractors": sum(r["distractors"] for r in rows),
+        "samples_truncated": sum(r["history_dropped"] > 0 for r in rows),
+        "tokens": {
+            "min": min(tokens, default=0),
+            "max": max(tokens, default=0),
+            "mean": round(sum(tokens) / len(tokens), 1) if tokens else 0,
+            "histogram": {f"{lo}-{lo + 511}": n for lo, n in sorted(bins.items())},
+        },
+        "split": split,
+        "made": made,
+    }
+
+
+def run_ft_gen(
+    persona: Persona,
+    settings: GenSettings,
+    only: str | None = None,
+    generator: str | None = None,
+    embedder: str | None = None,
+    progress: Any = None,
+) -> tuple[dict[str, Any], int]:
+    """`raft ft:gen`: `only="oai"` rebuilds formats from raft.jsonl; `only="generic"` skips them."""
+    generic = persona.finetune / "raft.jsonl"
+    if only == "oai":
+        if not generic.is_file():
+            raise RaftError(f"no {generic}: run `raft ft:gen {persona.name} --generic` first")
+        rows = list(read_jsonl(generic))
+        made, calls = (rows[0].get("made", {}) if rows else {}), 0
+    else:
+        rows, made, calls = generate(persona, settings, generator, embedder, progress)
+        write_jsonl(generic, [r | {"made": made} for r in rows])
+    split = {} if only == "generic" else write_formats(persona, rows, settings)
+    stats = statistics(rows, made, split)
+    write_json(persona.finetune / "stats.json", stats)
+    return stats, calls

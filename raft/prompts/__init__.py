@@ -1,0 +1,30 @@
+"""Prompt templates, loaded as package data and versioned by hash.
+
+Templates use `$name` placeholders (string.Template), so braces in quoted text are safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+from importlib import resources
+from string import Template
+
+
+@cache
+def template(name: str) -> str:
+    return resources.files(__package__).joinpath(f"{name}.md").read_text(encoding="utf-8").strip()
+
+
+def render(name: str, **values: str) -> str:
+    """The template filled in; a missing placeholder is an error, not a blank."""
+    return Template(template(name)).substitute(values)
+
+
+def prompt_hash(name: str) -> str:
+    return hashlib.sha256(template(name).encode("utf-8")).hexdigest()[:12]
+
+
+def prompt_hashes(*names: str) -> dict[str, str]:
+    """What every written file records, so two datasets can be told apart."""
+    return {name: prompt_hash(name) for name in names}

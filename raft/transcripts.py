@@ -1,0 +1,232 @@
+"""Interview transcripts: load and validate, import plain text, keep training and benchmark apart.
+
+Format (the original tool's): {"participants": {"q": ..., "a": ...}, "date": "YYYY-MM-DD",
+"url": ..., "exchanges": [["question", "answer"], ...]}.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import date as Date
+from pathlib import Path
+
+from raft.errors import RaftError, UsageError
+from raft.files import write_json
+from raft.paths import Persona
+
+MAX_TEXT_CHARS = 200_000  # one question or answer; larger is a broken file, not an interview
+
+
+class TranscriptError(RaftError):
+    """A transcript that cannot be used; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class Interview:
+    path: Path
+    interviewer: str
+    target: str
+    date: str
+    url: str
+    exchanges: tuple[tuple[str, str], ...]
+    benchmark: bool = False
+
+    @property
+    def id(self) -> str:
+        return self.path.stem
+
+
+def _fail(path: Path, problem: str) -> TranscriptError:
+    return TranscriptError(f"{path}: {problem}")
+
+
+def load_interview(path: Path, benchmark: bool = False) -> Interview:
+    """Read and validate one transcript file."""
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise _fail(path, "not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise _fail(path, f"not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    if not isinstance(data, dict):
+        raise _fail(path, "expected a JSON object with participants, date, url, exchanges")
+    people = data.get("participants")
+    if not isinstance(people, dict) or not all(
+        isinstance(people.get(k), str) and people[k].strip() for k in ("q", "a")
+    ):
+        raise _fail(path, 'missing "participants": {"q": interviewer, "a": target}')
+    when = data.get("date")
+    try:
+        Date.fromisoformat(str(when))
+    except ValueError:
+        raise _fail(path, f"bad date {when!r}: use YYYY-MM-DD") from None
+    exchanges = data.get("exchanges")
+    if not isinstance(exchanges, list) or not exchanges:
+        raise _fail(path, 'missing "exchanges": a list of [question, answer] pairs')
+    pairs = []
+    for number, pair in enumerate(exchanges, 1):
+        if not (
+            isinstance(pair, list) and len(pair) == 2 and all(isinstance(s, str) for s in pair)
+        ):
+            raise _fail(path, f"exchange {number} is not a [question, answer] pair of strings")
+        if not all(s.strip() for s in pair):
+            raise _fail(path, f"exchange {number} has an empty question or answer")
+        if any(len(s) > MAX_TEXT_CHARS for s in pair):
+            raise _fail(path, f"exchange {number} is longer than {MAX_TEXT_CHARS:,} characters")
+        pairs.append((pair[0].strip(), pair[1].strip()))
+    url = data.get("url") or ""
+    if not isinstance(url, str):
+        raise _fail(path, '"url" must be a string')
+    return Interview(
+        path=path,
+        interviewer=people["q"].strip(),
+        target=people["a"].strip(),
+        date=str(when),
+        url=url.strip(),
+        exchanges=tuple(pairs),
+        benchmark=benchmark,
+    )
+
+
+def load_interviews(folder: Path, benchmark: bool = False) -> list[Interview]:
+    """Every `*.json` in the folder, oldest interview first."""
+    if not folder.is_dir():
+        return []
+    interviews = [load_interview(p, benchmark) for p in sorted(folder.glob("*.json"))]
+    return sorted(interviews, key=lambda i: (i.date, i.id))
+
+
+def _norm(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", "", text.lower()).split())
+
+
+def check_held_out(training: list[Interview], benchmark: list[Interview]) -> None:
+    """The same interview (same url, or mostly the same exchanges) may not be in both sets."""
+    for held in benchmark:
+        held_texts = {_norm(t) for pair in held.exchanges for t in pair}
+        for seen in training:
+            if held.url and held.url == seen.url:
+                raise RaftError(f"{held.path} and {seen.path} are the same interview (same url)")
+            shared = held_texts & {_norm(t) for pair in seen.exchanges for t in pair}
+            if len(shared) * 2 > len(held_texts):
+                raise RaftError(
+                    f"{held.path} repeats most of {seen.path}: a held-out interview must not be "
+                    "trained on"
+                )
+
+
+def training_interviews(persona: Persona) -> list[Interview]:
+    """The training interviews, after checking that none is also held out."""
+    training = load_interviews(persona.transcripts)
+    check_held_out(training, load_interviews(persona.benchmark, benchmark=True))
+    return training
+
+
+def sync_interviews(persona: Persona, store) -> None:
+    """Put the training interviews into the store as dated memories (never the held-out ones)."""
+    store.sync(interview_memory_rows(training_interviews(persona)), kind="interview")
+
+
+def interview_memory_rows(interviews: list[Interview]) -> list[dict]:
+    """Earlier training interviews as store records, dated with their interview."""
+    rows = []
+    for interview in interviews:
+        for number, (question, answer) in enumerate(interview.exchanges):
+            text = f"Asked '{question}' in an interview on {interview.date}, you answered: {answer}"
+            rows.append(
+                {
+                    "id": f"interview:{interview.id}:{number}",
+                    "doc_id": f"interview:{interview.id}",
+                    "part": number,
+                    "total_parts": len(interview.exchanges),
+                    "title": f"Interview with {interview.interviewer}",
+                    "link": interview.url,
+                    "date": interview.date,
+                    "text": text,
+                }
+            )
+    return rows
+
+
+_SPEAKER = re.compile(r"^\s*([^:\n]{1,80}):\s*(.*)$", re.S)
+
+
+def parse_plain_transcript(text: str, interviewer: str, target: str) -> list[list[str]]:
+    """`Name: text` paragraphs to [question, answer] pairs; a speaker's paragraphs merge."""
+    turns: list[tuple[str, str]] = []
+    speaker = None
+    for paragraph in re.split(r"\n\s*\n", text.replace("\r\n", "\n")):
+        if not paragraph.strip():
+            continue
+        match = _SPEAKER.match(paragraph)
+        if match and match[1].strip().lower() in (interviewer.lower(), target.lower()):
+            speaker = "a" if match[1].strip().lower() == target.lower() else "q"
+            body = match[2].strip()
+        elif speaker is None:
+            raise UsageError(f"the transcript must start with '{interviewer}:' or '{target}:'")
+        else:
+            body = paragraph.strip()
+        if turns and turns[-1][0] == speaker:
+            turns[-1] = (speaker, f"{turns[-1][1]}\n\n{body}")
+        else:
+            turns.append((speaker, body))
+    while turns and turns[0][0] == "a":
+        turns.pop(0)  # an answer before any question has nothing to answer
+    pairs = [[q, a] for (sq, q), (sa, a) in zip(turns[::2], turns[1::2], strict=False)]
+    if not pairs:
+        raise UsageError(f"no exchanges between {interviewer!r} and {target!r} found")
+    return pairs
+
+
+def add_transcript(
+    persona: Persona,
+    file: Path,
+    *,
+    interviewer: str | None = None,
+    when: str | None = None,
+    url: str = "",
+    target: str | None = None,
+    benchmark: bool = False,
+) -> Path:
+    """Import an interview (plain text, or JSON to validate and copy); never overwrites."""
+    if file.suffix.lower() == ".json":
+        interview = load_interview(file, benchmark)
+        data = {
+            "participants": {"q": interview.interviewer, "a": interview.target},
+            "date": interview.date,
+            "url": interview.url,
+            "exchanges": [list(p) for p in interview.exchanges],
+        }
+    else:
+        if not (interviewer and when and target):
+            raise UsageError("a plain-text transcript needs --interviewer and --date")
+        try:
+            Date.fromisoformat(when)
+        except ValueError:
+            raise UsageError(f"bad --date {when!r}: use YYYY-MM-DD") from None
+        try:
+            text = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UsageError(f"{file}: not UTF-8 text") from None
+        data = {
+            "participants": {"q": interviewer, "a": target},
+            "date": when,
+            "url": url,
+            "exchanges": parse_plain_transcript(text, interviewer, target),
+        }
+    folder = persona.benchmark if benchmark else persona.transcripts
+    slug = re.sub(r"[^a-z0-9]+", "-", file.stem.lower()).strip("-") or "interview"
+    if not slug.startswith(data["date"]):
+        slug = f"{data['date']}-{slug}"
+    out = folder / f"{slug}.json"
+    if out.exists():
+        raise UsageError(f"{out} already exists; remove it first to replace it")
+    write_json(out, data)
+    try:
+        training_interviews(persona)
+    except RaftError:
+        out.unlink()  # the file this command just wrote, never an existing one
+        raise
+    return out

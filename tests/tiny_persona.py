@@ -1,0 +1,119 @@
+"""A tiny persona for stage tests: dated essays, two training interviews, one held out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+TARGET = "Lena Marsh"
+ESSAYS = {
+    "2020-03-01-bees.md": (
+        "Rooftop Bees",
+        "I keep two hives on the roof of the laundrette on Mill Street. Bees taught me that "
+        "a city is a meadow if you count the window boxes. The first summer we took eleven "
+        "jars of lime-blossom honey.\n\nThe hardest part is the swarm season in May, when "
+        "the old queen leaves with half the colony and you chase them down the high street.",
+    ),
+    "2020-09-12-bread.md": (
+        "Slow Bread",
+        "My sourdough starter is called Gerald and he is nine years old. Slow bread is an "
+        "argument against hurry: forty hours from flour to loaf.\n\nI give a jar of Gerald "
+        "to anyone who asks, on the condition that they give one away too.",
+    ),
+    "2021-02-20-rivers.md": (
+        "Walking the River",
+        "Every Sunday I walk the canal from the lock to the gasworks and count herons. The "
+        "record is seven. Walking the same route for years is how you learn to see change: "
+        "the river is never the same, but you have to be the same walker to notice.",
+    ),
+    "2021-11-05-bees-again.md": (
+        "The Bees Came Back",
+        "After the cold winter I lost one hive completely. The survivors built up again by "
+        "June, and I learned that a colony is a promise you renew each spring, not a thing "
+        "you own.",
+    ),
+    "2022-10-01-future.md": (
+        "Honey Prices",
+        "This autumn I started selling the rooftop honey at the Saturday market for nine "
+        "pounds a jar, and every penny goes back into new frames.",
+    ),
+}
+INTERVIEWS = {
+    "transcripts/2021-06-01-garden-radio.json": {
+        "participants": {"q": "Tom Reed", "a": TARGET},
+        "date": "2021-06-01",
+        "url": "https://radio.example.org/garden/12",
+        "exchanges": [
+            [
+                "How did you start keeping bees on a roof?",
+                "The laundrette owner let me put two hives up there. A city is a meadow if you "
+                "count the window boxes, so the bees do fine.",
+            ],
+            [
+                "What is the worst month for a beekeeper?",
+                "May, without a doubt. Swarm season. I have chased half a colony down the high "
+                "street more than once.",
+            ],
+            [
+                "And you bake as well?",
+                "Slow bread, yes. Gerald, my starter, is older than my hives. Forty hours from "
+                "flour to loaf, and I give his offspring away.",
+            ],
+        ],
+    },
+    "transcripts/2022-06-15-city-magazine.json": {
+        "participants": {"q": "Ada Flint", "a": TARGET},
+        "date": "2022-06-15",
+        "url": "https://city.example.org/interviews/marsh",
+        "exchanges": [
+            [
+                "You lost a hive last winter. What did that teach you?",
+                "That a colony is a promise you renew every spring. You don't own bees; you keep "
+                "faith with them.",
+            ],
+            [
+                "Do you still walk the canal?",
+                "Every Sunday, lock to gasworks. Seven herons is still the record. You have to be "
+                "the same walker to see the river change.",
+            ],
+            [
+                "Would you ever sell the honey?",
+                "I've thought about it. Maybe one day, if it pays for the frames.",
+            ],
+        ],
+    },
+    "benchmark/2023-01-10-held-out-podcast.json": {
+        "participants": {"q": "Mo Okafor", "a": TARGET},
+        "date": "2023-01-10",
+        "url": "https://podcast.example.org/ep/77",
+        "exchanges": [
+            [
+                "What does the Saturday market mean to you?",
+                "HELD-OUT-ANSWER-ONE: the market is where the roof meets the street.",
+            ],
+            [
+                "Tell me about Gerald.",
+                "HELD-OUT-ANSWER-TWO: Gerald is ten now, and has grandchildren all over town.",
+            ],
+        ],
+    },
+}
+
+
+def write_tiny_persona(root: Path) -> Path:
+    """Write the persona's inputs under `root` (the persona folder); returns it."""
+    (root / "essays").mkdir(parents=True, exist_ok=True)
+    (root / "persona.toml").write_text(f'name = "{TARGET}"\nsources = ["essays"]\n')
+    for name, (title, body) in ESSAYS.items():
+        front = f"---\ntitle: {title}\ndate: {name[:10]}\nlink: https://lena.example.com/{name[11:-3]}\n---\n\n"
+        (root / "essays" / name).write_text(front + body + "\n")
+    for name, data in INTERVIEWS.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2))
+    return root
+
+
+def held_out_texts() -> list[str]:
+    data = INTERVIEWS["benchmark/2023-01-10-held-out-podcast.json"]
+    return [text for pair in data["exchanges"] for text in pair]
