@@ -67,15 +67,17 @@ class RecallSettings:
 
 
 _PREAMBLE = re.compile(r"^(sure|okay|ok|here is|here's|certainly)\b[^\n:]*:\s*", re.I)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+MAX_SENTENCES = 2  # what the rephrase prompt asks for; small models run on and repeat
 
 
 def clean_rephrasing(text: str) -> str:
-    """One paragraph, without a chatty preamble or wrapping quotes."""
-    text = _PREAMBLE.sub("", text.strip())
-    text = " ".join(text.split())
+    """At most two distinct sentences, without a chatty preamble or wrapping quotes."""
+    text = " ".join(_PREAMBLE.sub("", text.strip()).split())
     if len(text) > 1 and text[0] == text[-1] and text[0] in "\"'":
         text = text[1:-1].strip()
-    return text
+    sentences = list(dict.fromkeys(s for s in _SENTENCE_END.split(text) if s))
+    return " ".join(sentences[:MAX_SENTENCES])
 
 
 class Recall:

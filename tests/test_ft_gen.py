@@ -272,3 +272,17 @@ def test_transcript_add_imports_plain_text(tmp_path):
     ]
     again = run_cli("raft", *args, env=env)
     assert again.returncode == 2 and "already exists" in again.stderr
+
+
+@pytest.mark.parametrize(
+    "reply,cleaned",
+    [
+        ('Sure, here is the memory: "I glued it. I glued it. It held."', "I glued it. It held."),
+        ("One. Two! Three? Four.", "One. Two!"),
+        ("  plain   text  ", "plain text"),
+    ],
+)
+def test_rephrasings_are_cleaned_of_preamble_and_repetition(reply, cleaned):
+    from raft.memories import clean_rephrasing
+
+    assert clean_rephrasing(reply) == cleaned
