@@ -199,6 +199,26 @@ def transcript_add(
 )
 @click.option("--context", is_flag=True, help="Add the previous answer to retrieval queries.")
 @click.option("--valid-fraction", default=0.1, show_default=True, help="Held for validation.")
+@click.option(
+    "--synthetic",
+    default=0,
+    show_default=True,
+    metavar="N",
+    help="Also turn up to N passages of the corpus into samples (synthetic question, real answer).",
+)
+@click.option(
+    "--lenses",
+    default="neutral",
+    show_default=True,
+    help="Comma-separated question styles: neutral, skeptic, layperson, follow_up.",
+)
+@click.option(
+    "--synthetic-ratio",
+    default=0.5,
+    show_default=True,
+    help="Largest share of synthetic samples in the training set.",
+)
+@click.option("--speech", is_flag=True, help="Drop headings and link lines from synthetic answers.")
 @click.option("--generator", metavar="SPEC", help="LLM for rephrase and judge.")
 @click.option("--embedder", metavar="SPEC", help="Must match the one that built the store.")
 def ft_gen(
@@ -210,6 +230,10 @@ def ft_gen(
     distractors: float,
     context: bool,
     valid_fraction: float,
+    synthetic: int,
+    lenses: str,
+    synthetic_ratio: float,
+    speech: bool,
     generator: str | None,
     embedder: str | None,
 ) -> None:
@@ -217,9 +241,12 @@ def ft_gen(
 
     Writes finetune/raft.jsonl (generic), openai.jsonl + openai.valid.jsonl, messages.jsonl
     (TRL), sharegpt.json and stats.json. Re-running makes no model call already made.
-    Example: raft ft:gen sample -k 4
+    --synthetic N adds back-translated samples: an LLM writes the question an interviewer
+    would have asked for a passage of the author's writing; the passage stays the answer.
+    Example: raft ft:gen sample -k 4 --synthetic 10 --lenses neutral,skeptic
     """
     from raft.ftgen import GenSettings, run_ft_gen
+    from raft.synthetic import LENSES, SyntheticSettings
 
     if oai and generic:
         raise UsageError("--oai and --generic exclude each other")
@@ -227,12 +254,21 @@ def ft_gen(
         raise UsageError(
             "need 0 <= --distractors <= 1, 0 <= --valid-fraction < 1, -k >= 1, --max-tokens >= 256"
         )
+    chosen = tuple(dict.fromkeys(lens.strip() for lens in lenses.split(",") if lens.strip()))
+    unknown = [lens for lens in chosen if lens not in LENSES]
+    if unknown or not chosen:
+        raise UsageError(f"unknown lens {', '.join(unknown)!r}: choose from {', '.join(LENSES)}")
+    if synthetic < 0 or not 0 < synthetic_ratio <= 1:
+        raise UsageError("need --synthetic >= 0 and 0 < --synthetic-ratio <= 1")
     settings = GenSettings(
         k=k,
         max_tokens=max_tokens,
         distractors=distractors,
         context=context,
         valid_fraction=valid_fraction,
+        synthetic=SyntheticSettings(
+            n=synthetic, lenses=chosen, ratio=synthetic_ratio, speech=speech
+        ),
     )
     only = "oai" if oai else "generic" if generic else None
     with progress_bar() as bar:

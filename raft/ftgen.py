@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from raft.config import display_name, persona_embedder, persona_llm
@@ -20,8 +20,10 @@ from raft.files import read_jsonl, write_json, write_jsonl
 from raft.memories import Memory, Recall, RecallSettings, system_prompt, user_turn
 from raft.paths import Persona
 from raft.store import Store
+from raft.synthetic import BackTranslator, SyntheticSettings, speech_answer
 from raft.transcripts import Interview, sync_interviews, training_interviews
 
+SYNTHETIC_INTERVIEWER = "an interviewer"
 FORMAT_FILES = ("openai.jsonl", "openai.valid.jsonl", "messages.jsonl", "sharegpt.json")
 
 
@@ -34,6 +36,7 @@ class GenSettings:
     valid_fraction: float = 0.1
     token_limit: int = 16385  # per-example limit checked for OpenAI files
     seed: int = 0
+    synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
 
 
 def _keeps_distractors(sample_id: str, settings: GenSettings) -> bool:
@@ -41,31 +44,87 @@ def _keeps_distractors(sample_id: str, settings: GenSettings) -> bool:
     return random.Random(f"{settings.seed}:{sample_id}").random() < settings.distractors
 
 
-def _exchange_row(
-    recall: Recall, interview: Interview, index: int, settings: GenSettings
+def _sample_row(
+    recall: Recall,
+    settings: GenSettings,
+    *,
+    sample_id: str,
+    question: str,
+    answer: str,
+    before: str | None,
+    context: str = "",
+    exclude_doc: str | None = None,
+    **fields: Any,
 ) -> dict[str, Any]:
-    question, answer = interview.exchanges[index]
-    context = interview.exchanges[index - 1][1] if settings.context and index else ""
-    memories = recall.recall(question, before=interview.date, context=context)
+    """Recall and judge memories for one question with its real answer; the raft.jsonl row."""
+    memories = recall.recall(question, before=before, context=context, exclude_doc=exclude_doc)
     recall.check_against_answer(question, answer, memories)
-    sample_id = f"{interview.id}:{index}"
     distractor = _keeps_distractors(sample_id, settings)
     kept = [m for m in memories if m.useful and (m.consistent or distractor)]
     return {
         "id": sample_id,
-        "interview": interview.id,
-        "interviewer": interview.interviewer,
-        "target": interview.target,
-        "date": interview.date,
-        "url": interview.url,
-        "index": index,
+        **fields,
         "question": question,
         "answer": answer,
         "memories": [m.row() for m in memories],
         "kept": [m.chunk_id for m in kept],
         "distractors": distractor,
-        "synthetic": False,
     }
+
+
+def _exchange_row(
+    recall: Recall, interview: Interview, index: int, settings: GenSettings
+) -> dict[str, Any]:
+    question, answer = interview.exchanges[index]
+    context = interview.exchanges[index - 1][1] if settings.context and index else ""
+    return _sample_row(
+        recall,
+        settings,
+        sample_id=f"{interview.id}:{index}",
+        question=question,
+        answer=answer,
+        before=interview.date,
+        context=context,
+        interview=interview.id,
+        interviewer=interview.interviewer,
+        target=interview.target,
+        date=interview.date,
+        url=interview.url,
+        index=index,
+        synthetic=False,
+    )
+
+
+def _synthetic_row(
+    recall: Recall, chunk: dict[str, Any], lens: str, question: str, settings: GenSettings
+) -> dict[str, Any]:
+    """A back-translated sample: the author's passage is the answer, never rewritten."""
+    answer = speech_answer(chunk["text"]) if settings.synthetic.speech else chunk["text"].strip()
+    return _sample_row(
+        recall,
+        settings,
+        sample_id=f"synthetic:{chunk['id']}:{lens}",
+        question=question,
+        answer=answer,
+        before=chunk.get("date") or None,
+        exclude_doc=chunk["doc_id"],  # no memory may contain the answer
+        interview=f"synthetic:{chunk['id']}:{lens}",
+        interviewer=SYNTHETIC_INTERVIEWER,
+        target=recall.target,
+        date=chunk.get("date") or "an unknown date",
+        url=chunk.get("link", ""),
+        index=0,
+        synthetic=True,
+        lens=lens,
+        source_chunk=chunk["id"],
+    )
+
+
+def max_synthetic(real: int, ratio: float) -> int:
+    """Synthetic samples allowed beside `real` ones so that their share stays <= ratio."""
+    if ratio >= 1:
+        return 10**9
+    return int(ratio * real / (1 - ratio) + 1e-9)
 
 
 def _pack_interview(rows: list[dict[str, Any]], settings: GenSettings) -> None:
@@ -120,9 +179,26 @@ def generate(
 
     with ThreadPoolExecutor(max_workers=max(1, llm.concurrency)) as pool:
         rows = list(pool.map(work, jobs))
-    for interview in interviews:
-        _pack_interview([r for r in rows if r["interview"] == interview.id], settings)
     made = {**recall.made(), "ft_gen": asdict(settings)}
+    if settings.synthetic.n:
+        translator = BackTranslator(llm, store.embedder, recall.target, settings.synthetic)
+        cap = max_synthetic(len(rows), settings.synthetic.ratio)
+        passages = translator.select(read_jsonl(persona.chunks), min(settings.synthetic.n, cap))
+        pairs = translator.pairs(passages)[:cap]
+        if progress:
+            progress.update(task, total=len(jobs) + len(pairs))
+
+        def synthesize(pair: tuple[dict[str, Any], str, str]) -> dict[str, Any]:
+            row = _synthetic_row(recall, *pair, settings)
+            if progress:
+                progress.advance(task)
+            return row
+
+        with ThreadPoolExecutor(max_workers=max(1, llm.concurrency)) as pool:
+            rows += list(pool.map(synthesize, pairs))
+        made["prompts"] |= translator.made()["prompts"]
+    for group in dict.fromkeys(r["interview"] for r in rows):
+        _pack_interview([r for r in rows if r["interview"] == group], settings)
     return rows, made, llm.calls
 
 
@@ -160,6 +236,7 @@ def statistics(rows: list[dict[str, Any]], made: dict[str, Any], split: dict) ->
             "kept": sum(len(r["kept"]) for r in rows),
             "errors": sum(bool(m["error"]) for m in memories),
         },
+        "synthetic_by_lens": dict(Counter(r["lens"] for r in rows if r["synthetic"])),
         "samples_with_distractors": sum(r["distractors"] for r in rows),
         "samples_truncated": sum(r["history_dropped"] > 0 for r in rows),
         "tokens": {

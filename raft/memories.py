@@ -100,10 +100,14 @@ class Recall:
             "recall": asdict(self.settings),
         }
 
-    def retrieve(self, question: str, before: str | None, context: str = "") -> list[Memory]:
+    def retrieve(
+        self, question: str, before: str | None, context: str = "", exclude_doc: str | None = None
+    ) -> list[Memory]:
         """Top-k chunks dated strictly before `before`, one per document part, no repeats."""
         query = f"{context}\n\n{question}" if context else question
-        hits = self.store.query(query, k=self.settings.k * 2, before_date=before)
+        hits = self.store.query(
+            query, k=self.settings.k * 2, before_date=before, exclude_doc=exclude_doc
+        )
         memories: list[Memory] = []
         seen: set[str] = set()
         for hit in hits:
@@ -183,9 +187,11 @@ class Recall:
         with ThreadPoolExecutor(max_workers=max(1, self.llm.concurrency)) as pool:
             list(pool.map(work, memories))
 
-    def recall(self, question: str, before: str | None, context: str = "") -> list[Memory]:
+    def recall(
+        self, question: str, before: str | None, context: str = "", exclude_doc: str | None = None
+    ) -> list[Memory]:
         """Retrieve, rephrase and judge from the question alone, as the replica does live."""
-        memories = self.retrieve(question, before, context)
+        memories = self.retrieve(question, before, context, exclude_doc)
 
         def work(memory: Memory) -> None:
             self.rephrase(question, memory)

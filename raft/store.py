@@ -308,8 +308,10 @@ class Store:
         before_date: str | None = None,
         include_undated: bool = True,
         kinds: Iterable[str] | None = None,
+        exclude_doc: str | None = None,
     ) -> list[Hit]:
-        """The `k` records nearest to `text`, optionally only those dated before `before_date`."""
+        """The `k` records nearest to `text`, optionally only those dated before `before_date`
+        and not from document `exclude_doc`."""
         collection = self._get()
         if collection is None:
             raise RaftError(
@@ -319,7 +321,7 @@ class Store:
         if kinds == []:
             return []
         vector = self.embedder.embed([text])
-        where = _where(before_date, include_undated, kinds)
+        where = _where(before_date, include_undated, kinds, exclude_doc)
         with _reachable(self.url):
             result = collection.query(
                 query_embeddings=vector,
@@ -351,7 +353,10 @@ class Store:
 
 
 def _where(
-    before_date: str | None, include_undated: bool, kinds: Iterable[str] | None
+    before_date: str | None,
+    include_undated: bool,
+    kinds: Iterable[str] | None,
+    exclude_doc: str | None = None,
 ) -> dict[str, Any] | None:
     """The Chroma `where` filter; undated records have date_num 0, below every real date."""
     clauses: list[dict[str, Any]] = []
@@ -365,6 +370,8 @@ def _where(
         clauses.append({"date_num": {"$gt": 0}})
     if kinds is not None:
         clauses.append({"kind": {"$in": list(kinds)}})
+    if exclude_doc:
+        clauses.append({"doc_id": {"$ne": exclude_doc}})
     if not clauses:
         return None
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}

@@ -286,3 +286,74 @@ def test_rephrasings_are_cleaned_of_preamble_and_repetition(reply, cleaned):
     from raft.memories import clean_rephrasing
 
     assert clean_rephrasing(reply) == cleaned
+
+
+def test_cheap_filters_reject_boilerplate_links_and_fragments():
+    from raft.synthetic import SyntheticSettings, rejection
+
+    settings = SyntheticSettings()
+    view = " ".join(["A colony is a promise you renew each spring, not a thing you own."] * 4)
+    assert rejection(view, settings) is None
+    assert rejection("Too short to stand alone.", settings) == "too short"
+    links = "\n".join(f"- [Reading {i}](https://x.example.org/{i}) on bees" for i in range(8))
+    assert rejection(links, settings) == "mostly links"
+    banner = view + " Thanks for reading Hive Notes! Subscribe for free to receive new posts."
+    assert rejection(banner, settings) == "boilerplate"
+
+
+@pytest.fixture(scope="module")
+def synthetic(generated, tmp_path_factory):
+    source, env, _ = generated
+    data = tmp_path_factory.mktemp("synthetic") / "data"
+    shutil.copytree(source, data / "lena")  # with its cache: the real exchanges cost nothing
+    persona, env = data / "lena", {**env, "RAFT_DATA_DIR": str(data)}
+    args = [*FT_GEN, "--synthetic", "4", "--lenses", "neutral,skeptic"]
+    result = run_cli("raft", *args, env=env)
+    assert result.returncode == 0, result.stderr
+    return persona, env, args, result
+
+
+def test_synthetic_answers_are_the_authors_own_passages(synthetic):
+    persona, _, _, result = synthetic
+    rows = list(read_jsonl(persona / "finetune" / "raft.jsonl"))
+    chunks = {c["id"]: c for c in read_jsonl(persona / "chunks.jsonl")}
+    corpus = [d["content"] for d in read_jsonl(persona / "corpus.jsonl")]
+    made = [r for r in rows if r["synthetic"]]
+    assert made, result.stdout
+    for row in made:
+        source = chunks[row["source_chunk"]]
+        assert row["answer"] == source["text"].strip()
+        assert any(" ".join(row["answer"].split()) in " ".join(doc.split()) for doc in corpus)
+        assert row["lens"] in ("neutral", "skeptic") and row["question"].strip()
+        assert "subscribe" not in row["answer"].lower()  # boilerplate never becomes an answer
+        assert all(m["doc_id"] != source["doc_id"] for m in row["memories"])
+        assert all(m["date"] < source["date"] for m in row["memories"])
+        assert row["messages"][-1]["content"] == row["answer"]
+    stats = json.loads((persona / "finetune" / "stats.json").read_text())
+    assert stats["real_samples"] == 6 and stats["synthetic_samples"] == len(made)
+    assert stats["synthetic_samples"] <= stats["real_samples"]  # the default ratio is 0.5
+
+
+def test_synthetic_share_is_capped_and_reruns_are_free(synthetic):
+    persona, env, args, _ = synthetic
+    again = run_cli("raft", *args, env=env)
+    assert again.returncode == 0 and "; 0 model calls" in again.stdout
+    capped = run_cli("raft", *args, "--synthetic-ratio", "0.2", env=env)
+    assert capped.returncode == 0, capped.stderr
+    stats = json.loads((persona / "finetune" / "stats.json").read_text())
+    assert stats["synthetic_samples"] <= 1  # 0.2 of the training set beside 6 real samples
+    assert stats["synthetic_samples"] / stats["samples"] <= 0.2
+
+
+@pytest.mark.parametrize(
+    "reply,question",
+    [
+        ('Lena Marsh, interviewer, asked: "Why seven herons? And then', "Why seven herons?"),
+        ("Question: Why do bees swarm in May?\nAnswer: because", "Why do bees swarm in May?"),
+        ("What is asked of a keeper: patience?", "What is asked of a keeper: patience?"),
+    ],
+)
+def test_generated_questions_are_cleaned(reply, question):
+    from raft.synthetic import clean_question
+
+    assert clean_question(reply) == question

@@ -32,6 +32,13 @@ ESSAYS = {
         "June, and I learned that a colony is a promise you renew each spring, not a thing "
         "you own.",
     ),
+    "2021-12-01-housekeeping.md": (
+        "Housekeeping",
+        "Thanks for reading Hive Notes! Subscribe for free to receive new posts and support "
+        "my work. If you enjoyed this one, share this post with a friend who keeps bees or "
+        "bakes bread, and leave a comment below telling me what you would like me to write "
+        "about next year.",
+    ),
     "2022-10-01-future.md": (
         "Honey Prices",
         "This autumn I started selling the rooftop honey at the Saturday market for nine "
