@@ -142,7 +142,7 @@ class Fetch:
     def documents(self, source: str) -> Iterator[Item]:
         path = _local_path(self.persona, source)
         if path is not None:
-            yield from local_documents(path, source)
+            yield from local_documents(path, source, self.on_total, self.on_done)
             return
         if "://" not in source and (source[:1] in "/.~" or "." not in source.split("/")[0]):
             yield Failure(source, "no such file or folder")

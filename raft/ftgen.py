@@ -24,7 +24,6 @@ from raft.synthetic import BackTranslator, SyntheticSettings, speech_answer
 from raft.transcripts import Interview, sync_interviews, training_interviews
 
 SYNTHETIC_INTERVIEWER = "an interviewer"
-FORMAT_FILES = ("openai.jsonl", "openai.valid.jsonl", "messages.jsonl", "sharegpt.json")
 
 
 @dataclass(frozen=True)

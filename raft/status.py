@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from rich.console import Console
@@ -35,6 +36,14 @@ def print_status(persona: Persona) -> None:
         ("benchmark", persona.benchmark),
     ]:
         table.add_row(label, _describe(path))
+    stats = persona.finetune / "stats.json"
+    if stats.is_file():
+        data = json.loads(stats.read_text(encoding="utf-8"))
+        table.add_row(
+            "finetune",
+            f"{data['samples']} samples ({data['real_samples']} real, "
+            f"{data['synthetic_samples']} synthetic), {data['memories']['kept']} memories kept",
+        )
     for role in ROLES:
         table.add_row(f"{role} backend", str(backend_spec(persona, role)))
     if persona.cache.exists():

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from raft.dates import normalize_date
-from raft.sources import Document, Failure
+from raft.sources import Document, Failure, Item
 from raft.sources.pages import extract_article
 
 SUFFIXES = {".md", ".markdown", ".txt", ".html", ".htm", ".jsonl"}
@@ -56,7 +56,7 @@ def _text_document(path: Path, text: str, source: str) -> Document:
     )
 
 
-def _jsonl_documents(path: Path, text: str, source: str) -> Iterator[Document | Failure]:
+def _jsonl_documents(path: Path, text: str, source: str) -> Iterator[Item]:
     """The original tool's corpus shape: `title, link, date, content` a line."""
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -77,28 +77,36 @@ def _jsonl_documents(path: Path, text: str, source: str) -> Iterator[Document | 
             )
 
 
-def local_documents(path: Path, source: str) -> Iterator[Document | Failure]:
-    """Documents from a local file or folder; unreadable files are reported, not fatal."""
-    for file in local_files(path):
-        try:
-            text = file.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError:
-            yield Failure(str(file), "not UTF-8 text")
-            continue
-        except OSError as exc:
-            yield Failure(str(file), exc.strerror or str(exc))
-            continue
-        suffix = file.suffix.lower()
-        if suffix == ".jsonl":
-            yield from _jsonl_documents(file, text, source)
-        elif suffix in {".html", ".htm"}:
-            article = extract_article(text, file.as_uri())
-            if article is None:
-                yield Failure(str(file), "the page holds no article text")
-            else:
-                title = article.title or file.stem
-                yield Document(title, "", article.date, article.text, source)
-        elif text.strip():
-            yield _text_document(file, text, source)
+def local_documents(path: Path, source: str, on_total=None, on_done=None) -> Iterator[Item]:
+    """Documents from a local file or folder, in file order; unreadable files are reported."""
+    files = local_files(path)
+    if on_total:
+        on_total(len(files))
+    for file in files:
+        yield from _file_documents(file, source)
+        if on_done:
+            on_done()
+
+
+def _file_documents(file: Path, source: str) -> Iterator[Item]:
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        yield Failure(str(file), "not UTF-8 text")
+        return
+    except OSError as exc:
+        yield Failure(str(file), exc.strerror or str(exc))
+        return
+    suffix = file.suffix.lower()
+    if suffix == ".jsonl":
+        yield from _jsonl_documents(file, text, source)
+    elif suffix in {".html", ".htm"}:
+        article = extract_article(text, file.as_uri())
+        if article is None:
+            yield Failure(str(file), "the page holds no article text")
         else:
-            yield Failure(str(file), "empty file")
+            yield Document(article.title or file.stem, "", article.date, article.text, source)
+    elif text.strip():
+        yield _text_document(file, text, source)
+    else:
+        yield Failure(str(file), "empty file")
