@@ -227,7 +227,7 @@ def statistics(rows: list[dict[str, Any]], made: dict[str, Any], split: dict) ->
         "samples": len(rows),
         "real_samples": sum(not r["synthetic"] for r in rows),
         "synthetic_samples": sum(bool(r["synthetic"]) for r in rows),
-        "interviews": len({r["interview"] for r in rows}),
+        "interviews": len({r["interview"] for r in rows if not r["synthetic"]}),
         "memories": {
             "retrieved": len(memories),
             "useful_by_question": sum(bool(m["useful"]) for m in memories),

@@ -331,6 +331,7 @@ def test_synthetic_answers_are_the_authors_own_passages(synthetic):
         assert row["messages"][-1]["content"] == row["answer"]
     stats = json.loads((persona / "finetune" / "stats.json").read_text())
     assert stats["real_samples"] == 6 and stats["synthetic_samples"] == len(made)
+    assert stats["interviews"] == 2  # synthetic samples are not interviews
     assert stats["synthetic_samples"] <= stats["real_samples"]  # the default ratio is 0.5
 
 
