@@ -168,16 +168,21 @@ def generate(
     recall = Recall(store, llm, display_name(persona), RecallSettings(k=settings.k))
 
     jobs = [(iv, i) for iv in interviews for i in range(len(iv.exchanges))]
-    task = progress.add_task("ft:gen exchanges", total=len(jobs)) if progress else None
+    task = progress.add_task("ft:gen samples", total=len(jobs)) if progress else None
 
-    def work(job: tuple[Interview, int]) -> dict[str, Any]:
-        row = _exchange_row(recall, *job, settings)
-        if progress:
-            progress.advance(task)
-        return row
+    def run_all(make_row, items: list) -> list[dict[str, Any]]:
+        """One row per item, at most `concurrency` at a time, in order."""
 
-    with ThreadPoolExecutor(max_workers=max(1, llm.concurrency)) as pool:
-        rows = list(pool.map(work, jobs))
+        def step(item) -> dict[str, Any]:
+            row = make_row(item)
+            if progress:
+                progress.advance(task)
+            return row
+
+        with ThreadPoolExecutor(max_workers=max(1, llm.concurrency)) as pool:
+            return list(pool.map(step, items))
+
+    rows = run_all(lambda job: _exchange_row(recall, *job, settings), jobs)
     made = {**recall.made(), "ft_gen": asdict(settings)}
     if settings.synthetic.n:
         translator = BackTranslator(llm, store.embedder, recall.target, settings.synthetic)
@@ -186,18 +191,13 @@ def generate(
         pairs = translator.pairs(passages)[:cap]
         if progress:
             progress.update(task, total=len(jobs) + len(pairs))
-
-        def synthesize(pair: tuple[dict[str, Any], str, str]) -> dict[str, Any]:
-            row = _synthetic_row(recall, *pair, settings)
-            if progress:
-                progress.advance(task)
-            return row
-
-        with ThreadPoolExecutor(max_workers=max(1, llm.concurrency)) as pool:
-            rows += list(pool.map(synthesize, pairs))
+        rows += run_all(lambda pair: _synthetic_row(recall, *pair, settings), pairs)
         made["prompts"] |= translator.made()["prompts"]
-    for group in dict.fromkeys(r["interview"] for r in rows):
-        _pack_interview([r for r in rows if r["interview"] == group], settings)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(row["interview"], []).append(row)
+    for group in groups.values():
+        _pack_interview(group, settings)
     return rows, made, llm.calls
 
 
