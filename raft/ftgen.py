@@ -21,7 +21,7 @@ from raft.memories import Memory, Recall, RecallSettings, system_prompt, user_tu
 from raft.paths import Persona
 from raft.store import Store
 from raft.synthetic import BackTranslator, SyntheticSettings, speech_answer
-from raft.transcripts import Interview, sync_interviews, training_interviews
+from raft.transcripts import Interview, interview_memory_rows, training_interviews
 
 SYNTHETIC_INTERVIEWER = "an interviewer"
 
@@ -163,7 +163,7 @@ def generate(
     if not store.count():
         raise RaftError(f"the store is empty: run `raft embed {persona.name}` first")
     # Earlier interviews are past output too; dated, so only later interviews retrieve them.
-    sync_interviews(persona, store)
+    store.sync(interview_memory_rows(interviews), kind="interview")
     llm = persona_llm(persona, "generator", generator)
     recall = Recall(store, llm, display_name(persona), RecallSettings(k=settings.k))
 
