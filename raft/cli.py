@@ -239,7 +239,7 @@ def ft_gen(
 ) -> None:
     """Build fine-tuning samples: retrieve, rephrase and judge memories for every exchange.
 
-    Writes finetune/raft.jsonl (generic), openai.jsonl + openai.valid.jsonl, messages.jsonl
+    Writes finetune/raft.jsonl (generic), openai(.valid).jsonl, messages(.valid).jsonl
     (TRL), sharegpt.json and stats.json. Re-running makes no model call already made.
     --synthetic N adds back-translated samples: an LLM writes the question an interviewer
     would have asked for a passage of the author's writing; the passage stays the answer.
@@ -291,24 +291,126 @@ def print_ft_gen_summary(persona: Persona, stats: dict, calls: int) -> None:
 
 @cli.command("ft:run")
 @persona_argument
-@click.option("--backend", type=click.Choice(["local", "openai"]), default="local")
-@click.option("--base-model", metavar="M", help="Base model to fine-tune.")
-def ft_run(persona: Persona, backend: str, base_model: str | None) -> None:
-    """Train the replica: a local LoRA, or an OpenAI fine-tuning job.
+@click.option(
+    "--backend", type=click.Choice(["local", "openai"]), default="local", show_default=True
+)
+@click.option("--base-model", metavar="M", help="Local: HF folder or hub id; OpenAI: model name.")
+@click.option("--method", type=click.Choice(["sft", "dpo"]), default="sft", show_default=True)
+@click.option("--epochs", type=int, help="Passes over the training file.")
+@click.option("--max-steps", type=int, help="Local: stop after this many optimizer steps.")
+@click.option("--lr", type=float, help="Local: learning rate (default 2e-4 SFT, 5e-5 DPO).")
+@click.option("--lr-multiplier", type=float, help="OpenAI: learning-rate multiplier.")
+@click.option("--batch-size", type=int, help="Samples per optimizer step.")
+@click.option("--lora-r", type=int, default=16, show_default=True, help="Local: LoRA rank.")
+@click.option("--max-length", type=int, help="Local: tokens per sample [1024 CPU, 4096 GPU].")
+@click.option("--save-steps", type=int, default=50, show_default=True, help="Local: checkpoints.")
+@click.option("--resume", is_flag=True, help="Local: continue the last unfinished run.")
+@click.option("--suffix", help="OpenAI: model name suffix (default: the persona name).")
+def ft_run(
+    persona: Persona,
+    backend: str,
+    base_model: str | None,
+    method: str,
+    epochs: int | None,
+    max_steps: int | None,
+    lr: float | None,
+    lr_multiplier: float | None,
+    batch_size: int | None,
+    lora_r: int,
+    max_length: int | None,
+    save_steps: int,
+    resume: bool,
+    suffix: str | None,
+) -> None:
+    """Train the replica on finetune/: a local LoRA, or an OpenAI fine-tuning job.
 
-    Example: raft ft:run sample --backend local
+    Local: LoRA on SmolLM2-135M-Instruct by default; loss on the final answer only.
+    --method dpo prefers the author's real answer over the base model's reply, starting
+    from the newest SFT adapter. OpenAI: uploads openai.jsonl, starts a job and follows it;
+    Ctrl-C detaches, and running the command again re-attaches. Runs land in models/.
+    Example: raft ft:run sample --backend local --max-steps 20
     """
-    not_built("ft:run", 6, "training")
+    persona.require()
+    for name, value in [
+        ("--epochs", epochs),
+        ("--max-steps", max_steps),
+        ("--batch-size", batch_size),
+    ]:
+        if value is not None and value < 1:
+            raise UsageError(f"{name} must be at least 1")
+    if backend == "openai":
+        from raft.training.openai_jobs import JobSettings, run_openai_job
+
+        local_only = {
+            "--max-steps": max_steps,
+            "--lr": lr,
+            "--max-length": max_length,
+            "--resume": resume or None,
+        }
+        given = [name for name, value in local_only.items() if value is not None]
+        if given or method != "sft":
+            raise UsageError(
+                f"{', '.join(given) or '--method dpo'} applies to --backend local only"
+            )
+        if not base_model:
+            raise UsageError("--backend openai needs --base-model (e.g. gpt-4.1-mini-2025-04-14)")
+        settings = JobSettings(
+            base_model=base_model,
+            epochs=epochs,
+            lr_multiplier=lr_multiplier,
+            batch_size=batch_size,
+            suffix=suffix or persona.name,
+        )
+        record = run_openai_job(persona, settings)
+    else:
+        from raft.training.lora import LoraSettings, run_lora
+
+        if lr_multiplier is not None or suffix is not None:
+            raise UsageError("--lr-multiplier and --suffix apply to --backend openai only")
+        settings = LoraSettings(
+            method=method,
+            base_model=base_model,
+            epochs=epochs,
+            max_steps=max_steps,
+            lr=lr,
+            batch_size=batch_size,
+            lora_r=lora_r,
+            resume=resume,
+            max_length=max_length,
+            save_steps=save_steps,
+        )
+        record = run_lora(persona, settings)
+    click.echo(f"{record.id}: {record.status} -> {record.model}")
 
 
 @cli.command()
 @persona_argument
-def export(persona: Persona) -> None:
-    """Export a trained LoRA adapter as GGUF, with an Ollama Modelfile.
+@click.option("--run", "run_id", metavar="RUN", help="Registry id (default: newest local run).")
+@click.option("--gguf", is_flag=True, required=True, help="Write a GGUF LoRA adapter.")
+def export(persona: Persona, run_id: str | None, gguf: bool) -> None:
+    """Export a trained LoRA adapter as a GGUF adapter, with an Ollama Modelfile.
 
+    The adapter loads in llama.cpp beside its base model (llama-cpp-python `lora_path`,
+    `llama-cli --lora`), and `ollama create NAME -f Modelfile` imports both.
     Example: raft export sample --gguf
     """
-    not_built("export", 6, "training and export")
+    from raft.training.export import export_gguf
+
+    record = export_gguf(persona.require(), run_id)
+    for kind, path in record.exports.items():
+        click.echo(f"{kind}: {persona.root / path}")
+
+
+@cli.command()
+@persona_argument
+def models(persona: Persona) -> None:
+    """List the persona's trained models: local adapters and OpenAI fine-tunes.
+
+    Example: raft models sample
+    """
+    from raft.training.registry import print_records
+
+    print_records(persona.require())
 
 
 @cli.command("bench:setup")
@@ -323,24 +425,72 @@ def bench_setup(persona: Persona, oai: bool, generic: bool) -> None:
     not_built("bench:setup", 8, "the RATF benchmark")
 
 
+def replica_options(command):
+    """Options shared by chat and serve: which model, and how the replica remembers."""
+    options = [
+        click.option("--model", metavar="ID_OR_SPEC", help="Registry id or backend spec."),
+        click.option("--no-memories", is_flag=True, help="Answer without recalled writing."),
+        click.option("--before", metavar="DATE", help="Talk to the author as of this date."),
+        click.option("--interviewer", default="the interviewer", show_default=True),
+        click.option("--temperature", type=float, default=0.7, show_default=True),
+        click.option("--max-tokens", type=int, default=512, show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def open_persona_replica(persona: Persona, options: dict):
+    from raft.replica import ReplicaSettings, open_replica
+
+    settings = ReplicaSettings(
+        memories=not options["no_memories"],
+        before=_iso_date(options["before"]),
+        interviewer=options["interviewer"],
+        reply_tokens=options["max_tokens"],
+        temperature=options["temperature"],
+        seed=options["seed"],
+    )
+    return open_replica(persona.require(), options["model"], settings)
+
+
 @cli.command()
 @persona_argument
-def chat(persona: Persona) -> None:
+@replica_options
+@click.option("--once", metavar="QUESTION", help="Ask one question, print the reply, exit.")
+def chat(persona: Persona, once: str | None, **options) -> None:
     """Talk to the replica in the terminal, with the same retrieval as training.
 
+    Each question recalls the author's writing (all of it, or only before --before), keeps
+    the memories judged useful from the question alone, and puts them in the memory slot
+    the training samples used. Replies stream to stdout; memories go to stderr. The model:
+    a registry id (raft models NAME), a backend spec, or by default the newest trained model.
     Example: raft chat sample --once "What is the forty-year test?"
     """
-    not_built("chat", 7, "chat and serve")
+    from raft.chat import run_chat
+
+    run_chat(open_persona_replica(persona, options), once)
 
 
 @cli.command()
 @persona_argument
-def serve(persona: Persona) -> None:
+@replica_options
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--api-key", envvar="RAFT_SERVE_API_KEY", help="Required of every request when set.")
+def serve(persona: Persona, host: str, port: int, api_key: str | None, **options) -> None:
     """Serve the replica over an OpenAI-compatible HTTP API.
 
+    POST /v1/chat/completions (also with stream: true) and GET /v1/models; every reply
+    carries the memories it used in a `memories` field. Binds to 127.0.0.1; another host
+    needs an API key (--api-key or RAFT_SERVE_API_KEY).
     Example: raft serve sample --port 8000
     """
-    not_built("serve", 7, "chat and serve")
+    from raft.serve import serve as run_server
+
+    replica = open_persona_replica(persona, options)
+    run_server(replica, persona.name, host, port, api_key)
 
 
 @cli.command()

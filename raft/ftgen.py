@@ -214,7 +214,10 @@ def write_formats(persona: Persona, rows: list[dict[str, Any]], settings: GenSet
     out = persona.finetune
     write_jsonl(out / "openai.jsonl", openai_train)
     write_jsonl(out / "openai.valid.jsonl", [to_openai(r["messages"]) for r in valid])
-    write_jsonl(out / "messages.jsonl", [to_trl(r["messages"]) | {"id": r["id"]} for r in rows])
+    write_jsonl(out / "messages.jsonl", [to_trl(r["messages"]) | {"id": r["id"]} for r in train])
+    write_jsonl(
+        out / "messages.valid.jsonl", [to_trl(r["messages"]) | {"id": r["id"]} for r in valid]
+    )
     write_json(out / "sharegpt.json", [to_sharegpt(r["messages"]) | {"id": r["id"]} for r in rows])
     return {"train": len(train), "valid": len(valid), "warnings": check.warnings}
 

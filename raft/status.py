@@ -11,6 +11,7 @@ from rich.table import Table
 from raft.config import ROLES, backend_spec, display_name, open_cache
 from raft.files import count_lines
 from raft.paths import Persona
+from raft.training.registry import SUCCEEDED, load_records
 
 
 def _describe(path: Path) -> str:
@@ -44,6 +45,11 @@ def print_status(persona: Persona) -> None:
             f"{data['samples']} samples ({data['real_samples']} real, "
             f"{data['synthetic_samples']} synthetic), {data['memories']['kept']} memories kept",
         )
+    records = load_records(persona)
+    if records:
+        done = [r for r in records if r.status == SUCCEEDED]
+        newest = f", newest {done[-1].id} ({done[-1].venue})" if done else ""
+        table.add_row("models", f"{len(records)} runs, {len(done)} succeeded{newest}")
     for role in ROLES:
         table.add_row(f"{role} backend", str(backend_spec(persona, role)))
     if persona.cache.exists():

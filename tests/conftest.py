@@ -18,6 +18,14 @@ os.environ.pop("OPENAI_API_KEY", None)
 os.environ.pop("RAFT_CHROMA_URL", None)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def raft_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Converted models go to one folder per test session, never to ~/.cache/raft."""
+    folder = tmp_path_factory.mktemp("raft-cache")
+    os.environ["RAFT_CACHE_DIR"] = str(folder)
+    return folder
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "data"

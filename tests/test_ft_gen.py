@@ -17,7 +17,7 @@ import pytest
 from raft.dataset import count_message_tokens, pack_sample
 from raft.files import read_jsonl
 from tests.helpers import BIN, run_cli
-from tests.tiny_persona import TARGET, held_out_texts, write_tiny_persona
+from tests.tiny_persona import TARGET, build_store, held_out_texts, write_tiny_persona
 
 FT_GEN = ["ft:gen", "lena", "-k", "2"]
 FILES = [
@@ -25,23 +25,10 @@ FILES = [
     "openai.jsonl",
     "openai.valid.jsonl",
     "messages.jsonl",
+    "messages.valid.jsonl",
     "sharegpt.json",
     "stats.json",
 ]
-
-
-def build_store(data: Path) -> dict[str, str]:
-    """Inputs, corpus, chunks and store for persona `lena` in `data`; returns the CLI env."""
-    write_tiny_persona(data / "lena")
-    env = {"RAFT_DATA_DIR": str(data), "RAFT_KEY_FILE": str(data / "no-keys.toml")}
-    for command in (
-        ["fetch", "lena"],
-        ["chunk", "lena", "--max-tokens", "64", "--overlap", "8"],
-        ["embed", "lena"],
-    ):
-        result = run_cli("raft", *command, env=env)
-        assert result.returncode == 0, result.stderr
-    return env
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -111,7 +98,11 @@ def test_history_turns_are_not_training_targets(generated):
         weights = [m["weight"] for m in sample["messages"] if m["role"] == "assistant"]
         assert weights[-1] == 1 and all(w == 0 for w in weights[:-1])
     assert any(len(s["messages"]) > 3 for s in samples)  # some carry earlier conversation
-    trl = [json.loads(line) for line in (persona / "finetune" / "messages.jsonl").open()]
+    trl = [
+        json.loads(line)
+        for name in ("messages.jsonl", "messages.valid.jsonl")
+        for line in (persona / "finetune" / name).read_text().splitlines()
+    ]
     sharegpt = json.loads((persona / "finetune" / "sharegpt.json").read_text())
     assert len(trl) == len(sharegpt) == 6
     assert sharegpt[0]["conversations"][0]["from"] == "system"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tests.helpers import run_cli
+
 TARGET = "Lena Marsh"
 ESSAYS = {
     "2020-03-01-bees.md": (
@@ -124,3 +126,42 @@ def write_tiny_persona(root: Path) -> Path:
 def held_out_texts() -> list[str]:
     data = INTERVIEWS["benchmark/2023-01-10-held-out-podcast.json"]
     return [text for pair in data["exchanges"] for text in pair]
+
+
+def write_finetune(root: Path) -> Path:
+    """`finetune/messages(.valid).jsonl` for the tiny persona, built by the real formatting
+    code with one fixed memory per question, so training tests need no ft:gen run."""
+    from raft.dataset import pack_sample, to_trl
+    from raft.memories import Memory, system_prompt, user_turn
+
+    memory = Memory("bees:0", "bees", "Rooftop Bees", "", "2020-03-01", "", 0.1)
+    memory.rephrased = "I keep two hives on the laundrette roof; the window boxes feed them."
+    rows = []
+    for name, data in INTERVIEWS.items():
+        if not name.startswith("transcripts/"):
+            continue
+        system = system_prompt(TARGET, data["participants"]["q"], data["date"])
+        turns = [(user_turn(q, [memory]), a) for q, a in data["exchanges"]]
+        for index in range(len(turns)):
+            packed = pack_sample(system, turns, index, 4096)
+            rows.append(to_trl(packed.messages) | {"id": f"{name}#{index}"})
+    out = root / "finetune"
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps(row) + "\n" for row in rows]
+    (out / "messages.jsonl").write_text("".join(lines[:-1]))
+    (out / "messages.valid.jsonl").write_text(lines[-1])
+    return out
+
+
+def build_store(data: Path) -> dict[str, str]:
+    """Inputs, corpus, chunks and store for persona `lena` in `data`; returns the CLI env."""
+    write_tiny_persona(data / "lena")
+    env = {"RAFT_DATA_DIR": str(data), "RAFT_KEY_FILE": str(data / "no-keys.toml")}
+    for command in (
+        ["fetch", "lena"],
+        ["chunk", "lena", "--max-tokens", "64", "--overlap", "8"],
+        ["embed", "lena"],
+    ):
+        result = run_cli("raft", *command, env=env)
+        assert result.returncode == 0, result.stderr
+    return env

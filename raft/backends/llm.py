@@ -10,6 +10,7 @@ import json
 import os
 import re
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
@@ -38,6 +39,16 @@ class LLM(Protocol):
         seed: int = 0,
         stop: list[str] | None = None,
     ) -> str: ...
+
+    def stream(
+        self,
+        messages: Messages,
+        *,
+        temperature: float = 0.0,
+        max_tokens: int = 512,
+        seed: int = 0,
+        stop: list[str] | None = None,
+    ) -> Iterator[str]: ...
 
 
 class StructuredOutputError(RaftError):
@@ -91,6 +102,24 @@ class LlamaCppLLM:
             except ValueError as exc:  # llama.cpp reports an over-long prompt this way
                 raise RaftError(f"{self.model_id}: {exc}") from None
         return out["choices"][0]["message"]["content"] or ""
+
+    def stream(self, messages, *, temperature=0.0, max_tokens=512, seed=0, stop=None):
+        with self._lock:  # held until the stream is drained or closed
+            try:
+                chunks = self.llama.create_chat_completion(
+                    messages=messages,
+                    temperature=temperature,
+                    max_tokens=max_tokens,
+                    seed=seed,
+                    stop=stop or [],
+                    stream=True,
+                )
+                for chunk in chunks:
+                    text = chunk["choices"][0]["delta"].get("content")
+                    if text:
+                        yield text
+            except ValueError as exc:
+                raise RaftError(f"{self.model_id}: {exc}") from None
 
 
 class OpenAILLM:
@@ -157,8 +186,28 @@ class OpenAILLM:
             try:
                 return self._create(self.client, messages, schema, fmt, **params)
             except openai.APIError as exc:
-                message = getattr(exc, "message", str(exc))
-                raise RaftError(f"{self.model_id}: {type(exc).__name__}: {message}") from None
+                raise self._error(exc) from None
+
+    def _error(self, exc: Exception) -> RaftError:
+        message = getattr(exc, "message", str(exc))
+        return RaftError(f"{self.model_id}: {type(exc).__name__}: {message}")
+
+    def stream(self, messages, *, temperature=0.0, max_tokens=512, seed=0, stop=None):
+        import openai
+
+        params = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
+        if stop:
+            params["stop"] = stop
+        with self._slots:
+            try:
+                chunks = self.client.chat.completions.create(
+                    model=self.model, messages=messages, stream=True, **params
+                )
+                for chunk in chunks:
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        yield chunk.choices[0].delta.content
+            except openai.APIError as exc:
+                raise self._error(exc) from None
 
 
 class CachedLLM:
@@ -172,25 +221,51 @@ class CachedLLM:
         self.calls = 0
         self._count_lock = threading.Lock()
 
+    def _key(self, messages: Messages, schema: dict | None, params: dict[str, Any]) -> str:
+        return cache_key(
+            kind="chat", model=self.model_id, messages=messages, schema=schema, **params
+        )
+
+    def _cached(self, key: str) -> str | None:
+        hit = self.cache.get(key) if self.cache is not None else None
+        return None if hit is None else json.loads(hit)["content"]
+
+    def _store(self, key: str, text: str) -> None:
+        with self._count_lock:
+            self.calls += 1
+        if self.cache is not None:
+            self.cache.put(key, "chat", json.dumps({"content": text}).encode("utf-8"))
+
     def complete(
         self, messages, *, schema=None, temperature=0.0, max_tokens=512, seed=0, stop=None
     ):
         params = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
         if stop:
             params["stop"] = stop  # only when set, so earlier cache keys stay valid
-        key = cache_key(
-            kind="chat", model=self.model_id, messages=messages, schema=schema, **params
-        )
-        if self.cache is not None:
-            hit = self.cache.get(key)
-            if hit is not None:
-                return json.loads(hit)["content"]
-        text = self.inner.complete(messages, schema=schema, **params)
-        with self._count_lock:
-            self.calls += 1
-        if self.cache is not None:
-            self.cache.put(key, "chat", json.dumps({"content": text}).encode("utf-8"))
+        key = self._key(messages, schema, params)
+        text = self._cached(key)
+        if text is None:
+            text = self.inner.complete(messages, schema=schema, **params)
+            self._store(key, text)
         return text
+
+    def stream(self, messages, *, temperature=0.0, max_tokens=512, seed=0, stop=None):
+        """Text pieces as the model makes them; a cached reply comes as one piece.
+
+        Shares cache entries with `complete`; a stream cut off early is not cached."""
+        params = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
+        if stop:
+            params["stop"] = stop
+        key = self._key(messages, None, params)
+        text = self._cached(key)
+        if text is not None:
+            yield text
+            return
+        pieces = []
+        for piece in self.inner.stream(messages, **params):
+            pieces.append(piece)
+            yield piece
+        self._store(key, "".join(pieces))
 
     def map(self, requests: list[dict[str, Any]]) -> list[str]:
         """Run many `complete(**request)` calls, at most `concurrency` at once, in order."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
+import shutil
 from functools import cache
 from pathlib import Path
 
@@ -44,3 +46,41 @@ def fingerprint(path: Path) -> str:
         handle.seek(max(0, size - (1 << 20)))
         digest.update(handle.read(1 << 20))
     return f"{size}-{digest.hexdigest()[:16]}"
+
+
+def cache_dir() -> Path:
+    """Converted models and other reusable artefacts: `RAFT_CACHE_DIR`, else ~/.cache/raft."""
+    return Path(os.environ.get("RAFT_CACHE_DIR") or Path.home() / ".cache" / "raft")
+
+
+def smollm2_checkpoint() -> Path:
+    """SmolLM2 as a Hugging Face checkpoint, converted once from the shipped GGUF.
+
+    transformers de-quantises a GGUF on load but will not train or save it as loaded, so
+    the weights are written once as plain safetensors; the marker file is written last.
+    """
+    gguf = smollm2_gguf()
+    target = cache_dir() / "hf" / f"{gguf.stem}-{fingerprint(gguf)}"
+    if (target / ".complete").is_file():
+        return target
+    import tempfile
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model.hf_quantizer = None  # the weights are already plain floats
+        model.config.__dict__.pop("quantization_config", None)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / ".complete").write_text(f"{gguf}\n{fingerprint(gguf)}\n")
+        if target.exists():  # left by an interrupted conversion
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
