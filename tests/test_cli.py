@@ -19,6 +19,7 @@ RAFT_COMMANDS = [
     "export",
     "check",
     "info",
+    "models",
 ]
 
 
@@ -36,7 +37,10 @@ def test_ratf_help_lists_its_commands():
         assert f"  {command} " in result.stdout
 
 
-@pytest.mark.parametrize("command", ["fetch", "chunk", "embed", "ft:gen", "ft:run", "bench:setup"])
+@pytest.mark.parametrize(
+    "command",
+    ["fetch", "chunk", "embed", "ft:gen", "ft:run", "export", "models", "chat", "serve"],
+)
 def test_each_stage_explains_itself(command):
     result = run_cli("raft", command, "--help")
     assert result.returncode == 0

@@ -1,0 +1,216 @@
+"""`raft chat` and `raft serve`: the real openai client against the replica on 127.0.0.1,
+with the tiny persona's store, the local SmolLM2 and a LoRA adapter trained for one step."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import httpx
+import openai
+import pytest
+
+from raft.memories import Memory, system_prompt, user_turn
+from raft.replica import Replica, ReplicaSettings, Turn
+from tests.helpers import BIN, free_port, run_cli, wait_for_http
+from tests.tiny_persona import INTERVIEWS, TARGET, build_store, write_finetune
+
+KEY = "sk-serve-test-key"
+QUESTION = "How did you start keeping bees on a roof?"
+ESSAY_LINKS = "https://lena.example.com/"
+
+
+@pytest.fixture(scope="module")
+def persona(tmp_path_factory):
+    data = tmp_path_factory.mktemp("serve") / "data"
+    env = build_store(data)
+    write_finetune(data / "lena")
+    trained = run_cli("raft", "ft:run", "lena", "--max-steps", "1", env=env)
+    assert trained.returncode == 0, trained.stderr
+    run = trained.stdout.split(":")[0]
+    return data / "lena", env, run
+
+
+@pytest.fixture(scope="module")
+def server(persona):
+    _, env, run = persona
+    port = free_port()
+    process = subprocess.Popen(
+        [str(BIN / "raft"), "serve", "lena", "--port", str(port), "--model", run],
+        env={**os.environ, **env, "RAFT_SERVE_API_KEY": KEY},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        wait_for_http(f"{url}/models", process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def client(url: str, key: str = KEY) -> openai.OpenAI:
+    return openai.OpenAI(base_url=url, api_key=key, max_retries=0, timeout=300)
+
+
+def test_stream_and_completion_carry_the_same_reply_and_memories(server):
+    messages = [{"role": "user", "content": QUESTION}]
+    chunks = list(
+        client(server).chat.completions.create(model="lena", messages=messages, stream=True, seed=1)
+    )
+    pieces = [
+        c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content
+    ]
+    assert len(pieces) > 1  # delivered as it was generated
+    streamed_memories = chunks[0].model_extra["memories"]
+
+    reply = client(server).chat.completions.create(model="lena", messages=messages, seed=1)
+    text = reply.choices[0].message.content
+    assert text and text == "".join(pieces).strip()
+    memories = reply.model_extra["memories"]
+    assert memories == streamed_memories and memories
+    for memory in memories:
+        assert memory["link"].startswith(ESSAY_LINKS) or memory["chunk_id"].startswith("interview")
+        assert memory["memory"] and memory["date"][:2] == "20"
+
+
+def test_history_is_accepted_and_models_are_listed(server):
+    first = INTERVIEWS["transcripts/2021-06-01-garden-radio.json"]["exchanges"][0]
+    reply = client(server).chat.completions.create(
+        model="lena",
+        messages=[
+            {"role": "system", "content": "ignored: the replica has its own system prompt"},
+            {"role": "user", "content": first[0]},
+            {"role": "assistant", "content": first[1]},
+            {"role": "user", "content": "And what about the honey?"},
+        ],
+        max_tokens=40,
+    )
+    assert reply.choices[0].message.content
+    assert [m.id for m in client(server).models.list()] == ["lena"]
+
+
+def test_requests_without_the_key_are_refused(server):
+    with pytest.raises(openai.AuthenticationError):
+        client(server, "sk-wrong").models.list()
+    bare = httpx.post(f"{server}/chat/completions", json={"messages": []})
+    assert bare.status_code == 401 and bare.json()["error"]["code"] == "invalid_api_key"
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b'{"messages": "hello"}', "`messages` list"),
+        (b'{"messages": [{"role": "assistant", "content": "hi"}]}', "end with a user turn"),
+        (b'{"messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}', "number"),
+    ],
+)
+def test_malformed_bodies_get_a_400_json_error(server, body, problem):
+    response = httpx.post(
+        f"{server}/chat/completions",
+        content=body,
+        headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert problem in error["message"] and error["type"] == "invalid_request_error"
+
+
+def test_chat_once_prints_only_the_reply_and_memories_on_stderr(persona, server):
+    _, env, run = persona
+    result = run_cli(
+        "raft", "chat", "lena", "--model", run, "--seed", "1", "--once", QUESTION, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    served = client(server).chat.completions.create(
+        model="lena", messages=[{"role": "user", "content": QUESTION}], seed=1
+    )
+    # chat and serve are one path: the same prompt, hence the same (cached) reply.
+    assert result.stdout == served.choices[0].message.content + "\n"
+    memory_lines = [line for line in result.stderr.splitlines() if line.startswith("[memory ")]
+    assert len(memory_lines) == len(served.model_extra["memories"]) > 0
+
+
+def test_chat_before_a_date_recalls_only_earlier_writing(persona):
+    _, env, _ = persona
+    result = run_cli(
+        "raft",
+        "chat",
+        "lena",
+        "--model",
+        "local",
+        "--before",
+        "2020-06-01",
+        "--max-tokens",
+        "30",
+        "--once",
+        "Tell me about bees and bread.",
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    dates = [line.split()[1] for line in result.stderr.splitlines() if line.startswith("[memory ")]
+    assert dates and all(d < "2020-06-01" for d in dates)
+
+
+def test_chat_without_a_store_says_what_to_run(data_dir):
+    (data_dir / "empty").mkdir()
+    result = run_cli("raft", "chat", "empty", "--once", "Hello?")
+    assert result.returncode == 2 and "run `raft embed empty` first" in result.stderr
+
+
+def test_serve_refuses_a_public_address_without_a_key(persona):
+    _, env, _ = persona
+    result = run_cli("raft", "serve", "lena", "--host", "0.0.0.0", "--no-memories", env=env)
+    assert result.returncode == 2 and "without an API key" in result.stderr
+
+
+def test_chat_prompt_is_the_training_sample_up_to_the_answer():
+    """Parity: the prompt chat/serve sends is, token for token, the training sample's prefix."""
+    from transformers import AutoTokenizer
+
+    from raft.backends.models import smollm2_gguf
+    from raft.ftgen import GenSettings, _pack_interview
+
+    data = INTERVIEWS["transcripts/2021-06-01-garden-radio.json"]
+    memory = Memory("bees:0", "bees", "Rooftop Bees", "", "2020-03-01", "", 0.1)
+    memory.rephrased = "I keep two hives on the laundrette roof."
+    rows = [
+        {
+            "index": i,
+            "question": q,
+            "answer": a,
+            "memories": [memory.row()],
+            "kept": [memory.chunk_id] if i != 1 else [],
+            "target": TARGET,
+            "interviewer": data["participants"]["q"],
+            "date": data["date"],
+        }
+        for i, (q, a) in enumerate(data["exchanges"])
+    ]
+    _pack_interview(rows, GenSettings())
+    sample = rows[2]["messages"]
+
+    settings = ReplicaSettings(
+        interviewer=data["participants"]["q"],
+        date=data["date"],
+        max_context=GenSettings().max_tokens,
+    )
+    replica = Replica(TARGET, None, None, settings, label="parity")
+    history = [
+        Turn(q, a, [memory] if i != 1 else []) for i, (q, a) in enumerate(data["exchanges"][:2])
+    ]
+    prompt = replica.messages(history, data["exchanges"][2][0], [memory])
+    assert prompt == sample[:-1]
+
+    gguf = smollm2_gguf()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    trained = tokenizer.apply_chat_template(sample, tokenize=True, return_dict=True)["input_ids"]
+    served = tokenizer.apply_chat_template(
+        prompt, tokenize=True, add_generation_prompt=True, return_dict=True
+    )["input_ids"]
+    assert trained[: len(served)] == served and len(trained) > len(served)
+    assert system_prompt(TARGET, data["participants"]["q"], data["date"]) == prompt[0]["content"]
+    assert prompt[-1]["content"] == user_turn(data["exchanges"][2][0], [memory])
