@@ -415,14 +415,31 @@ def models(persona: Persona) -> None:
 
 @cli.command("bench:setup")
 @persona_argument
-@click.option("--oai", is_flag=True, help="Also write prompts in OpenAI chat format.")
+@click.option("--oai", is_flag=True, help="Also write the prompts in OpenAI chat format.")
 @click.option("--generic", is_flag=True, help="Only write the generic benchmark items.")
-def bench_setup(persona: Persona, oai: bool, generic: bool) -> None:
+@click.option("--generator", metavar="SPEC", help="LLM for rephrase and judge (as ft:gen).")
+def bench_setup(persona: Persona, oai: bool, generic: bool, generator: str | None) -> None:
     """Build RATF benchmark items from the held-out interviews in benchmark/.
 
-    Example: raft bench:setup sample
+    Per exchange: the question, the real answer, the real history so far, and the memories
+    recalled as at inference (writing dated before the interview, judged from the question
+    alone). Refuses when a held-out interview is also in training data or in the corpus.
+    Writes bench/items.jsonl; --oai also bench/openai.jsonl (prompts with memories) and
+    bench/openai.no-memories.jsonl.
+    Example: raft bench:setup sample --oai
     """
-    not_built("bench:setup", 8, "the RATF benchmark")
+    from ratf.items import build_items
+
+    if oai and generic:
+        raise UsageError("--oai and --generic exclude each other")
+    with progress_bar() as bar:
+        items = build_items(persona.require(), oai, generator, bar)
+    kept = sum(len(i["kept"]) for i in items)
+    interviews = len({i["interview"] for i in items})
+    click.echo(
+        f"bench:setup {persona.name}: {len(items)} items from {interviews} held-out interviews, "
+        f"{kept} memories kept -> {persona.bench}"
+    )
 
 
 def replica_options(command):

@@ -72,3 +72,16 @@ def run(group: click.Group, prog: str, argv: list[str] | None = None) -> int:
         )
         return 1
     return result if isinstance(result, int) else 0
+
+
+def quiet_libraries() -> None:
+    """Our progress bar and summary replace the libraries' own bars, logs and notices."""
+    import warnings
+
+    import datasets
+    from transformers.utils import logging
+
+    datasets.disable_progress_bars()
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", category=FutureWarning)

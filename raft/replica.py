@@ -138,27 +138,34 @@ def choose_model(persona: Persona, choice: str | None) -> tuple[CachedLLM, str]:
     return persona_llm(persona, "generator"), "base model (no trained model yet)"
 
 
+def open_recall(persona: Persona, generator: str | None = None) -> Recall:
+    """Recall as ft:gen made the training data: its store, generator and `-k`."""
+    store = Store(persona, persona_embedder(persona))
+    if not store.count():
+        raise UsageError(
+            f"the store of {persona.name!r} is empty: run `raft embed {persona.name}` first"
+            " (or talk without memories: --no-memories)"
+        )
+    k = training_made(persona).get("recall", {}).get("k", RecallSettings().k)
+    llm = persona_llm(persona, "generator", generator)
+    return Recall(store, llm, display_name(persona), RecallSettings(k=k))
+
+
+def complete_settings(persona: Persona, settings: ReplicaSettings) -> ReplicaSettings:
+    """Fill in the conversation date and the training samples' token budget."""
+    budget = training_made(persona).get("ft_gen", {}).get("max_tokens", DEFAULT_CONTEXT)
+    return replace(
+        settings,
+        date=settings.date or settings.before or date.today().isoformat(),
+        max_context=settings.max_context or budget,
+    )
+
+
 def open_replica(
     persona: Persona, model: str | None, settings: ReplicaSettings, generator: str | None = None
 ) -> Replica:
-    """The persona's replica: chosen model, persona's generator for recall, and its store."""
-    made = training_made(persona)
-    settings = replace(
-        settings,
-        date=settings.date or settings.before or date.today().isoformat(),
-        max_context=settings.max_context
-        or made.get("ft_gen", {}).get("max_tokens", DEFAULT_CONTEXT),
-    )
+    """The persona's replica: the chosen model, and recall unless memories are off."""
+    settings = complete_settings(persona, settings)
     llm, label = choose_model(persona, model)
-    recall = None
-    if settings.memories:
-        store = Store(persona, persona_embedder(persona))
-        if not store.count():
-            raise UsageError(
-                f"the store of {persona.name!r} is empty: run `raft embed {persona.name}` "
-                "first, or talk without memories (--no-memories)"
-            )
-        k = made.get("recall", {}).get("k", RecallSettings().k)
-        generator_llm = persona_llm(persona, "generator", generator)
-        recall = Recall(store, generator_llm, display_name(persona), RecallSettings(k=k))
+    recall = open_recall(persona, generator) if settings.memories else None
     return Replica(display_name(persona), llm, recall, settings, label)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import click
 
-from raft.console import persona_argument, run
-from raft.errors import NotBuiltError
+from raft.console import persona_argument, progress_bar, run
+from raft.errors import UsageError
 from raft.paths import Persona
-
-
-def not_built(command: str) -> None:
-    raise NotBuiltError(f"`ratf {command}` is not built yet (the RATF benchmark, issue #8)")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -27,35 +25,99 @@ def cli(debug: bool) -> None:
 
 @cli.command("run")
 @persona_argument
-@click.option("--replica", "replicas", multiple=True, metavar="LABEL=SPEC[,memories=on|off]")
-def run_(persona: Persona, replicas: tuple[str, ...]) -> None:
-    """Generate each replica's reply to every benchmark item.
+@click.option(
+    "--replica",
+    "replicas",
+    multiple=True,
+    metavar="LABEL=SPEC[,memories=on|off]",
+    help="A model (registry id or backend spec) under a label (repeatable).",
+)
+@click.option("--max-tokens", default=256, show_default=True, help="Longest reply.")
+def run_(persona: Persona, replicas: tuple[str, ...], max_tokens: int) -> None:
+    """Generate each replica's reply to every benchmark item (greedy, cached).
 
-    Example: ratf run sample --replica base=local,memories=on
+    Without --replica: base model without and with memories (base, rag) and the newest
+    trained model without and with memories (ft, raft), the four-way RAFT ablation.
+    Example: ratf run sample --replica base=local,memories=off --replica rag=local
     """
-    not_built("run")
+    from ratf.runner import RunSettings, default_replicas, parse_replica, run_replicas
+
+    specs = [parse_replica(text) for text in replicas] or default_replicas(persona.require())
+    with progress_bar() as bar:
+        folder = run_replicas(persona.require(), specs, RunSettings(max_tokens=max_tokens), bar)
+    labels = ", ".join(
+        f"{s.label}={s.model}{'' if s.memories else ' (no memories)'}" for s in specs
+    )
+    click.echo(f"{folder.name}: replies of {labels} in {folder}")
 
 
 @cli.command()
 @persona_argument
 @click.option("--run", "run_id", metavar="RUN", help="Which run to score (default: latest).")
-@click.option("--predictions", type=click.Path(dir_okay=False), help='JSONL of {"id", "reply"}.')
-def score(persona: Persona, run_id: str | None, predictions: str | None) -> None:
+@click.option(
+    "--predictions",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help='JSONL of {"id", "reply"}.',
+)
+@click.option(
+    "--judge", metavar="SPEC", help="Also judge with this LLM (pairwise, discrimination)."
+)
+def score(
+    persona: Persona, run_id: str | None, predictions: Path | None, judge: str | None
+) -> None:
     """Score replies against the real answers, with bootstrap confidence intervals.
 
+    Scores the latest `ratf run`, or --predictions from any system (one {"id", "reply"}
+    line per benchmark item), beside three controls: the real answer (oracle), another
+    answer of the author's (shuffled), the interviewer's next question (other voice).
     Example: ratf score sample --predictions replies.jsonl
     """
-    not_built("score")
+    from raft.files import write_json, write_jsonl
+    from ratf.items import load_items
+    from ratf.report import print_table
+    from ratf.runner import latest_run, new_run_folder, read_replies
+    from ratf.scoring import read_predictions, score_replies
+
+    persona.require()
+    if predictions and run_id:
+        raise UsageError("--run and --predictions exclude each other")
+    if predictions:
+        replies = {"predictions": read_predictions(predictions, load_items(persona))}
+        replicas = {"predictions": {"spec": str(predictions), "memories": None}}
+        folder = new_run_folder(persona, "-predictions")
+        write_jsonl(
+            folder / "replies.jsonl",
+            [
+                {"id": i, "system": "predictions", "reply": r}
+                for i, r in replies["predictions"].items()
+            ],
+        )
+        write_json(folder / "run.json", {"run": folder.name, "replicas": replicas})
+    else:
+        folder = latest_run(persona, run_id)
+        replies = read_replies(folder)
+        replicas = json.loads((folder / "run.json").read_text(encoding="utf-8"))["replicas"]
+    with progress_bar() as bar:
+        summary = score_replies(persona, folder, replies, replicas, judge, bar)
+    print_table(summary)
+    click.echo(f"scores: {folder / 'summary.json'}")
 
 
 @cli.command()
 @persona_argument
-def report(persona: Persona) -> None:
-    """Write the Markdown report, JSON summary and plots.
+@click.option("--run", "run_id", metavar="RUN", help="Which scored run (default: latest).")
+def report(persona: Persona, run_id: str | None) -> None:
+    """Write the Markdown report and PNG plots of a scored run, and print its table.
 
     Example: ratf report sample
     """
-    not_built("report")
+    from ratf.report import print_table, write_report
+    from ratf.runner import latest_run
+
+    folder = latest_run(persona.require(), run_id, marker="summary.json")
+    paths = write_report(folder)
+    print_table(json.loads((folder / "summary.json").read_text(encoding="utf-8")))
+    click.echo(f"report: {paths.get('report', folder / 'report.md')}")
 
 
 def main() -> None:

@@ -20,9 +20,10 @@ os.environ.pop("RAFT_CHROMA_URL", None)
 
 @pytest.fixture(scope="session", autouse=True)
 def raft_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Converted models go to one folder per test session, never to ~/.cache/raft."""
+    """Converted models and evaluate's module copies go to one folder per test session."""
     folder = tmp_path_factory.mktemp("raft-cache")
     os.environ["RAFT_CACHE_DIR"] = str(folder)
+    os.environ["HF_MODULES_CACHE"] = str(folder / "hf-modules")  # evaluate copies metrics here
     return folder
 
 

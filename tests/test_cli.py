@@ -39,7 +39,18 @@ def test_ratf_help_lists_its_commands():
 
 @pytest.mark.parametrize(
     "command",
-    ["fetch", "chunk", "embed", "ft:gen", "ft:run", "export", "models", "chat", "serve"],
+    [
+        "fetch",
+        "chunk",
+        "embed",
+        "ft:gen",
+        "ft:run",
+        "export",
+        "models",
+        "chat",
+        "serve",
+        "bench:setup",
+    ],
 )
 def test_each_stage_explains_itself(command):
     result = run_cli("raft", command, "--help")
@@ -73,9 +84,9 @@ def test_unknown_persona_says_how_to_start(data_dir):
 
 
 def test_stage_not_built_yet_fails_plainly(data_dir):
-    result = run_cli("raft", "bench:setup", "sample")
+    result = run_cli("raft", "check", "sample")
     assert result.returncode == 3
-    assert "not built yet" in result.stderr and "#8" in result.stderr
+    assert "not built yet" in result.stderr and "#10" in result.stderr
 
 
 def test_info_shows_files_and_backends(data_dir):

@@ -150,6 +150,11 @@ def write_finetune(root: Path) -> Path:
     lines = [json.dumps(row) + "\n" for row in rows]
     (out / "messages.jsonl").write_text("".join(lines[:-1]))
     (out / "messages.valid.jsonl").write_text(lines[-1])
+    # What ft:gen records of how it made the data; inference matches it (k, token budget).
+    made = {"recall": {"k": 2}, "ft_gen": {"max_tokens": 4096}}
+    stats = {"samples": len(rows), "real_samples": len(rows), "synthetic_samples": 0}
+    stats["memories"] = {"kept": len(rows)}
+    (out / "stats.json").write_text(json.dumps(stats | {"made": made}))
     return out
 
 

@@ -67,6 +67,10 @@ def smollm2_checkpoint() -> Path:
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from raft.console import err, quiet_libraries
+
+    quiet_libraries()
+    err.print(f"converting {gguf.name} to a trainable checkpoint in {target} (once)")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from raft.backends import models
-from raft.console import err, progress_bar
+from raft.console import err, progress_bar, quiet_libraries
 from raft.errors import UsageError
 from raft.files import read_jsonl
 from raft.paths import Persona
@@ -162,19 +162,6 @@ def trainer_args(settings: LoraSettings, out_dir: Path, has_eval: bool) -> dict[
         "disable_tqdm": True,
         "seed": settings.seed,
     }
-
-
-def quiet_libraries() -> None:
-    """Our progress bar and summary replace the libraries' own bars, logs and notices."""
-    import warnings
-
-    import datasets
-    from transformers.utils import logging
-
-    datasets.disable_progress_bars()
-    logging.disable_progress_bar()
-    logging.set_verbosity_error()
-    warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 def load_base(base: str) -> tuple[Any, PreTrainedTokenizerBase]:

@@ -1,0 +1,478 @@
+"""`ratf report`: a scored run as Markdown with PNG plots, and its table on the terminal.
+
+Reads `summary.json` (means and bootstrap intervals, written by `ratf score`) and
+`scores.jsonl` (one score per item, system and metric) from a run folder; writes
+`report.md` and `plots/*.png` beside them. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from raft.errors import RaftError
+from raft.files import atomic_open, read_jsonl, write_text
+
+CONTROL_ORDER = ("oracle", "shuffled", "other_voice")
+CONTROL_LABELS = {"oracle": "oracle", "shuffled": "shuffled", "other_voice": "other voice"}
+REPLICA_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2")
+CONTROL_COLOR = "#9a9a9a"
+HOW_TO_READ = (
+    "Every metric is oriented so that **higher is closer to the author**. Each cell is the "
+    "mean over the interview's items with its **95% bootstrap interval** `mean [low, high]`. "
+    "Paired differences subtract the baseline's score on the *same* item and resample items "
+    "together, so they are tighter than comparing two overlapping intervals by eye; a "
+    "difference whose interval excludes 0 is marked. The controls are not replicas: they "
+    "show how far each metric can move on this very interview."
+)
+CONTROLS_TEXT = (
+    "Three controls are scored beside the replicas: **oracle** is {oracle}, **shuffled** is "
+    "{shuffled}, and **other voice** is {other_voice}. A metric that can tell the author's "
+    "answer from someone else's should rank them oracle > shuffled > other voice (a metric "
+    "of the author's style in general, rather than of this answer, only needs oracle and "
+    "shuffled both above the other voice, since the shuffled answer is the author too). "
+    "Where a metric fails this, its differences between replicas say little."
+)
+
+
+def write_report(run_dir: Path) -> dict[str, Path]:
+    """Write `report.md` and `plots/*.png` for a scored run; names → written paths."""
+    run_dir = Path(run_dir)
+    summary = load_summary(run_dir)
+    scores = load_scores(run_dir / "scores.jsonl")
+    paths = write_plots(summary, scores, run_dir / "plots")
+    report = run_dir / "report.md"
+    write_text(
+        report, render_markdown(summary, {k: v.relative_to(run_dir) for k, v in paths.items()})
+    )
+    return {"report": report, **paths}
+
+
+def load_summary(run_dir: Path) -> dict[str, Any]:
+    """The run's `summary.json`; a missing or broken one is a one-line error."""
+    path = run_dir / "summary.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RaftError(f"{path} not found: run `ratf score` first") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RaftError(f"cannot read {path}: {exc}") from None
+
+
+def load_scores(path: Path) -> dict[str, dict[str, list[float]]]:
+    """Per-item values as metric → system → list, in file order; empty without the file."""
+    scores: dict[str, dict[str, list[float]]] = {}
+    if not path.is_file():
+        return scores
+    for row in read_jsonl(path):
+        scores.setdefault(row["metric"], {}).setdefault(row["system"], []).append(
+            float(row["value"])
+        )
+    return scores
+
+
+def split_systems(summary: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Replicas (in the run's order) and controls (oracle, shuffled, other voice)."""
+    controls = set(summary.get("controls") or CONTROL_ORDER)
+    systems = summary.get("systems") or []
+    replicas = [s for s in systems if s not in controls]
+    ordered = [c for c in CONTROL_ORDER if c in systems]
+    return replicas, ordered + [s for s in systems if s in controls and s not in ordered]
+
+
+def fmt_interval(cell: dict[str, float] | None, signed: bool = False) -> str:
+    """`mean [low, high]` with 3 decimals; signed adds `+` to positive numbers."""
+    if not cell:
+        return "—"
+    spec = "+.3f" if signed else ".3f"
+    return f"{cell['mean']:{spec}} [{cell['low']:{spec}}, {cell['high']:{spec}}]"
+
+
+def excludes(cell: dict[str, float], value: float) -> bool:
+    """Whether the interval lies wholly above or below `value`."""
+    return cell["low"] > value or cell["high"] < value
+
+
+def label(system: str) -> str:
+    """How a system is named to a reader."""
+    return CONTROL_LABELS.get(system, system)
+
+
+def unordered_metrics(summary: dict[str, Any]) -> list[str]:
+    """Metrics whose controls are not ranked oracle > shuffled > other voice."""
+    return [m for m, v in summary.get("metrics", {}).items() if v.get("controls_ordered") is False]
+
+
+# -- Markdown ---------------------------------------------------------------------------
+
+
+def render_markdown(summary: dict[str, Any], plots: dict[str, Path]) -> str:
+    """The whole report as Markdown; `plots` are paths relative to the run folder."""
+    sections = [
+        header_section(summary),
+        scores_section(summary),
+        baseline_section(summary),
+        controls_section(summary),
+        judge_section(summary.get("judge")),
+        plots_section(summary, plots),
+        examples_section(summary),
+        "---\n\n_Written by `ratf report` from `summary.json` and `scores.jsonl` of run "
+        f"`{summary.get('run', '?')}`._",
+    ]
+    return "\n\n".join(s for s in sections if s) + "\n"
+
+
+def header_section(summary: dict[str, Any]) -> str:
+    """Title, what was run, and how to read the numbers."""
+    target = summary.get("target") or summary.get("persona") or "?"
+    lines = [
+        f"# RATF report: {target} — run {summary.get('run', '?')}",
+        "",
+        f"Persona `{summary.get('persona', '?')}`, {summary.get('n_items', '?')} held-out "
+        f"interview items, baseline **{summary.get('baseline') or 'none'}**.",
+        "",
+    ]
+    specs = summary.get("replicas") or {}
+    for name in split_systems(summary)[0]:
+        spec = specs.get(name) or {}
+        memories = {True: "with memories", False: "no memories"}.get(spec.get("memories"), "")
+        detail = ", ".join(x for x in (f"`{spec.get('spec', '?')}`", memories) if x)
+        lines.append(f"- **{name}**: {detail}")
+    lines += ["", "## How to read this", "", HOW_TO_READ, ""]
+    for metric, data in summary.get("metrics", {}).items():
+        lines.append(f"- **{metric}**: {data.get('description', '')}")
+    return "\n".join(lines)
+
+
+def table(head: list[str], rows: Iterable[list[str]]) -> str:
+    """A Markdown table; pipes inside cells are escaped."""
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def scores_section(summary: dict[str, Any]) -> str:
+    """Systems as rows, metrics as columns: mean [low, high]."""
+    metrics = summary.get("metrics", {})
+    unordered = set(unordered_metrics(summary))
+    head = ["system"] + [f"{m} ⚠" if m in unordered else m for m in metrics]
+    replicas, controls = split_systems(summary)
+    rows = [
+        [f"**{s}**"] + [fmt_interval(metrics[m]["systems"].get(s)) for m in metrics]
+        for s in replicas
+    ]
+    rows += [
+        [f"_{label(s)}_ (control)"] + [fmt_interval(metrics[m]["systems"].get(s)) for m in metrics]
+        for s in controls
+    ]
+    note = "⚠ marks a metric whose controls are out of order (see Controls)." if unordered else ""
+    return "\n\n".join(x for x in ("## Scores", table(head, rows), note) if x)
+
+
+def baseline_section(summary: dict[str, Any]) -> str:
+    """Paired differences to the baseline, marking intervals that exclude 0."""
+    metrics = summary.get("metrics", {})
+    baseline = summary.get("baseline")
+    others = [s for s in split_systems(summary)[0] if s != baseline]
+    title = f"## Paired differences vs {baseline or 'baseline'}"
+    if not baseline or not others:
+        return f"{title}\n\nNo other replica to compare with a baseline in this run."
+    rows = []
+    for system in others:
+        row = [f"**{system}** − {baseline}"]
+        for metric in metrics:
+            cell = metrics[metric].get("vs_baseline", {}).get(system)
+            text = fmt_interval(cell, signed=True)
+            if cell and excludes(cell, 0.0):
+                text = f"**{text}** {'▲' if cell['low'] > 0 else '▼'}"
+            row.append(text)
+        rows.append(row)
+    legend = (
+        f"▲ better / ▼ worse than {baseline}: the 95% interval of the paired difference "
+        "excludes 0. Unmarked differences are within what resampling the items explains."
+    )
+    return "\n\n".join([title, table(["replica"] + list(metrics), rows), legend])
+
+
+def controls_section(summary: dict[str, Any]) -> str:
+    """What the controls are and, per metric, whether it ranks them as it should."""
+    notes = {**{c: CONTROL_LABELS[c] for c in CONTROL_ORDER}, **(summary.get("controls") or {})}
+    parts = ["## Controls", CONTROLS_TEXT.format(**{c: notes.get(c, c) for c in CONTROL_ORDER})]
+    rows, warnings = [], []
+    for metric, data in summary.get("metrics", {}).items():
+        means = [data["systems"].get(c, {}).get("mean") for c in CONTROL_ORDER]
+        if None in means:
+            continue
+        ordered = data.get("controls_ordered")
+        verdict = "✓ yes" if ordered else "⚠ no"
+        rows.append([metric, *(f"{m:.3f}" for m in means), chain(means), verdict])
+        if ordered is False:
+            warnings.append(
+                f"> ⚠ **{metric}** does not separate oracle > shuffled > other voice on this "
+                f"interview ({chain(means)}); read it with care."
+            )
+    if rows:
+        head = ["metric", "oracle", "shuffled", "other voice", "order seen", "separates?"]
+        parts.append(table(head, rows))
+    return "\n\n".join(parts + warnings)
+
+
+def chain(means: list[float]) -> str:
+    """The controls' means as an ordering, e.g. `oracle > shuffled ≤ other voice`."""
+    names = [CONTROL_LABELS[c] for c in CONTROL_ORDER]
+    text = names[0]
+    for before, after, name in zip(means, means[1:], names[1:], strict=False):
+        text += f" {'>' if before > after else '≤'} {name}"
+    return text
+
+
+def judge_section(judge: dict[str, Any] | None) -> str:
+    """Pairwise win rates and the discrimination test, when the run was judged."""
+    if not judge:
+        return ""
+    parts = [f"## LLM judge\n\nJudge: `{judge.get('judge', '?')}`."]
+    pairwise = judge.get("pairwise") or {}
+    if pairwise:
+        rows = []
+        for system, data in pairwise.items():
+            cell = data["win_rate"]
+            text = fmt_interval(cell)
+            if excludes(cell, 0.5):
+                text = f"**{text}** {'▲' if cell['low'] > 0.5 else '▼'}"
+            rows.append([f"**{system}**", text])
+        parts += [
+            "Pairwise: how often the judge preferred the replica's reply over the "
+            "baseline's as the author's (both orders asked; 0.5 is a tie; ▲/▼ when the "
+            "interval excludes 0.5).",
+            table(["replica", "win rate vs baseline"], rows),
+        ]
+    found = judge.get("discrimination")
+    if found:
+        cell, chance = found["picked_real"], found.get("chance")
+        chance_text = f"{chance:.3f}" if chance is not None else "?"
+        parts.append(
+            "Discrimination: shown the real answer among the replicas' replies, the judge "
+            f"picked the real one **{fmt_interval(cell)}** of the time; chance is "
+            f"{chance_text}. The closer to chance, the better the replicas imitate the author."
+        )
+    return "\n\n".join(parts)
+
+
+def plots_section(summary: dict[str, Any], plots: dict[str, Path]) -> str:
+    """Embedded plots, linked relative to the report."""
+    if not plots:
+        return "## Plots\n\nNo per-item scores (`scores.jsonl`) to plot."
+    lines = ["## Plots"]
+    if "vs_baseline" in plots:
+        lines.append(
+            f"Paired differences vs {summary.get('baseline')}, mean and 95% interval:\n\n"
+            f"![paired differences]({plots['vs_baseline'].as_posix()})"
+        )
+    for metric in summary.get("metrics", {}):
+        if metric in plots:
+            lines.append(f"### {metric}\n\n![{metric}]({plots[metric].as_posix()})")
+    return "\n\n".join(lines)
+
+
+def quote(text: str | None) -> str:
+    """Text as a Markdown quote block, every line quoted."""
+    if not text or not text.strip():
+        return "> _(no reply)_"
+    return "\n".join(f"> {line}".rstrip() for line in text.strip().splitlines())
+
+
+def examples_section(summary: dict[str, Any]) -> str:
+    """Question, real answer and each replica's reply, side by side."""
+    examples = summary.get("examples") or []
+    if not examples:
+        return ""
+    target = summary.get("target") or "the author"
+    order = split_systems(summary)[0]
+    parts = ["## Examples"]
+    for number, example in enumerate(examples, 1):
+        parts.append(f"### {number}. `{example.get('id', '?')}`")
+        parts += ["**Question**", quote(example.get("question"))]
+        parts += [f"**Real answer** ({target})", quote(example.get("answer"))]
+        replies = example.get("replies") or {}
+        shown = [s for s in order if s in replies] + [s for s in replies if s not in order]
+        for system in shown:
+            parts += [f"**{system}**", quote(replies[system])]
+    return "\n\n".join(parts)
+
+
+# -- Plots ------------------------------------------------------------------------------
+
+
+def write_plots(
+    summary: dict[str, Any], scores: dict[str, dict[str, list[float]]], folder: Path
+) -> dict[str, Path]:
+    """One distribution plot per metric and one of paired differences; names → paths."""
+    replicas, controls = split_systems(summary)
+    paths = {}
+    for metric, data in summary.get("metrics", {}).items():
+        by_system = scores.get(metric, {})
+        systems = [s for s in replicas + controls if by_system.get(s)]
+        if systems:
+            figure = distribution_figure(metric, data, by_system, systems, set(controls))
+            paths[metric] = save_figure(figure, folder / f"{metric}.png")
+    figure = baseline_figure(summary)
+    if figure is not None:
+        paths["vs_baseline"] = save_figure(figure, folder / "vs_baseline.png")
+    return paths
+
+
+def save_figure(figure: Any, path: Path) -> Path:
+    """Render a figure to PNG atomically."""
+    with atomic_open(path, "wb") as handle:
+        figure.savefig(handle, format="png", dpi=110, bbox_inches="tight")
+    return path
+
+
+def system_colors(systems: list[str], controls: set[str]) -> list[str]:
+    """A distinct colour per replica, grey for every control."""
+    colors, n = [], 0
+    for system in systems:
+        if system in controls:
+            colors.append(CONTROL_COLOR)
+        else:
+            colors.append(REPLICA_COLORS[n % len(REPLICA_COLORS)])
+            n += 1
+    return colors
+
+
+def distribution_figure(
+    metric: str,
+    data: dict[str, Any],
+    by_system: dict[str, list[float]],
+    systems: list[str],
+    controls: set[str],
+) -> Any:
+    """Box plot plus jittered per-item points per system; controls greyed."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(max(6.0, 1.1 * len(systems) + 2), 4.2))
+    axes = figure.subplots()
+    colors = system_colors(systems, controls)
+    positions = np.arange(1, len(systems) + 1)
+    boxes = axes.boxplot(
+        [by_system[s] for s in systems],
+        positions=positions,
+        widths=0.55,
+        patch_artist=True,
+        showfliers=False,
+        medianprops={"color": "black"},
+    )
+    for box, color, system in zip(boxes["boxes"], colors, systems, strict=True):
+        box.set(facecolor=color, alpha=0.15 if system in controls else 0.3, edgecolor=color)
+    rng = np.random.default_rng(0)
+    for x, color, system in zip(positions, colors, systems, strict=True):
+        values = np.asarray(by_system[system])
+        jitter = rng.uniform(-0.18, 0.18, size=values.size)
+        marker = "x" if system in controls else "o"
+        axes.scatter(x + jitter, values, s=16, color=color, marker=marker, alpha=0.8, zorder=3)
+        mean = data.get("systems", {}).get(system, {}).get("mean", float(values.mean()))
+        axes.scatter([x], [mean], marker="D", s=40, color="black", zorder=4)
+    n_replicas = sum(s not in controls for s in systems)
+    if 0 < n_replicas < len(systems):
+        axes.axvline(n_replicas + 0.5, color=CONTROL_COLOR, linestyle=":", linewidth=1)
+    axes.set_xticks(positions, [tick(s, controls) for s in systems])
+    for ticklabel, system in zip(axes.get_xticklabels(), systems, strict=True):
+        if system in controls:
+            ticklabel.set_color("#666666")
+    warn = "" if data.get("controls_ordered", True) else "  ⚠ controls out of order"
+    axes.set_title(f"{metric}{warn}\n{data.get('description', '')}", fontsize=10)
+    axes.set_ylabel(f"{metric} per item (◆ mean)")
+    axes.grid(axis="y", alpha=0.3)
+    return figure
+
+
+def tick(system: str, controls: set[str]) -> str:
+    """An x-axis label; controls say they are controls."""
+    return f"{label(system)}\n(control)" if system in controls else system
+
+
+def baseline_figure(summary: dict[str, Any]) -> Any | None:
+    """Paired differences to the baseline per replica, one panel per metric; None if none."""
+    from matplotlib.figure import Figure
+
+    metrics = {m: d.get("vs_baseline") or {} for m, d in summary.get("metrics", {}).items()}
+    everyone = split_systems(summary)[0]
+    replicas = [s for s in everyone if any(s in v for v in metrics.values())]
+    metrics = {m: v for m, v in metrics.items() if v}
+    if not replicas or not metrics:
+        return None
+    figure = Figure(figsize=(2.6 * len(metrics) + 1, 0.5 * len(replicas) + 1.8))
+    panels = figure.subplots(1, len(metrics), sharey=True, squeeze=False)[0]
+    # The same colour per replica as in the distribution plots.
+    colors = dict(zip(everyone, system_colors(everyone, set()), strict=True))
+    ys = {s: n for n, s in enumerate(reversed(replicas))}
+    for axes, (metric, cells) in zip(panels, metrics.items(), strict=True):
+        axes.axvline(0, color="black", linewidth=1)
+        for system, cell in cells.items():
+            if system not in ys:
+                continue
+            error = [[cell["mean"] - cell["low"]], [cell["high"] - cell["mean"]]]
+            filled = excludes(cell, 0.0)
+            axes.errorbar(
+                [cell["mean"]],
+                [ys[system]],
+                xerr=error,
+                fmt="o",
+                color=colors[system],
+                markerfacecolor=colors[system] if filled else "white",
+                capsize=4,
+            )
+        axes.set_title(metric, fontsize=10)
+        axes.grid(axis="x", alpha=0.3)
+    panels[0].set_yticks(list(ys.values()), list(ys))
+    panels[0].set_ylim(-0.7, len(replicas) - 0.3)
+    figure.suptitle(
+        f"Paired difference vs {summary.get('baseline')} (95% bootstrap; filled: excludes 0)",
+        fontsize=10,
+    )
+    return figure
+
+
+# -- Terminal ---------------------------------------------------------------------------
+
+
+def print_table(summary: dict[str, Any]) -> None:
+    """Print the systems × metrics table to stdout, replicas first, controls dimmed."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    metrics = summary.get("metrics", {})
+    replicas, controls = split_systems(summary)
+    unordered = set(unordered_metrics(summary))
+    heads = [f"{m} ⚠" if m in unordered else m for m in metrics]
+    rows = [[s] + [fmt_interval(metrics[m]["systems"].get(s)) for m in metrics] for s in replicas]
+    rows += [
+        [f"{label(s)} (control)"] + [fmt_interval(metrics[m]["systems"].get(s)) for m in metrics]
+        for s in controls
+    ]
+    title = f"{summary.get('target', '?')} — run {summary.get('run', '?')}"
+    table = Table(title=title, caption="mean [95% bootstrap interval]; higher is closer")
+    for n, head in enumerate(["system", *heads]):
+        table.add_column(Text(head), no_wrap=True, justify="left" if n == 0 else "right")
+    for n, row in enumerate(rows):
+        dim = n >= len(replicas)
+        table.add_row(
+            *(Text(c) for c in row),
+            style="dim" if dim else None,
+            end_section=n == len(replicas) - 1,
+        )
+    widths = [max(len(r[i]) for r in [["system", *heads], *rows]) for i in range(len(heads) + 1)]
+    needed = sum(widths) + 3 * len(widths) + 1
+    console = Console(width=max(100, needed, len(title)), highlight=False)
+    console.print(table)
+    for metric in unordered:
+        console.print(
+            Text(
+                f"⚠ {metric}: controls not ordered oracle > shuffled > other voice; "
+                "read it with care"
+            )
+        )

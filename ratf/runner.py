@@ -1,0 +1,154 @@
+"""`ratf run`: every replica's reply to every benchmark item, through the call cache.
+
+A replica is a model (registry id or backend spec) with memories on or off; its prompts
+are the items' own, built by bench:setup exactly as chat and serve build them.
+"""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from raft.errors import UsageError
+from raft.files import read_jsonl, write_json, write_jsonl
+from raft.paths import Persona
+from raft.replica import OPENAI_API, choose_model
+from raft.training.registry import SUCCEEDED, load_records
+from ratf.items import items_path, load_items
+
+LABEL = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
+CONTROLS = ("oracle", "shuffled", "other_voice")
+
+
+@dataclass(frozen=True)
+class ReplicaSpec:
+    label: str
+    model: str  # registry id or backend spec
+    memories: bool
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    max_tokens: int = 256
+    temperature: float = 0.0  # greedy: a benchmark run must be repeatable
+    seed: int = 0
+
+
+def parse_replica(text: str) -> ReplicaSpec:
+    """`LABEL=SPEC[,memories=on|off]`, memories on by default."""
+    label, _, rest = text.partition("=")
+    model, _, option = rest.partition(",memories=")
+    if not LABEL.match(label) or not model or option not in ("", "on", "off"):
+        raise UsageError(
+            f"bad --replica {text!r}: use LABEL=SPEC[,memories=on|off], e.g. raft=sft-2026...,"
+            "memories=on or base=local,memories=off"
+        )
+    if label in CONTROLS:
+        raise UsageError(f"--replica label {label!r} is reserved for a control")
+    return ReplicaSpec(label, model, option != "off")
+
+
+def base_spec(persona: Persona, record: Any) -> str | None:
+    """The backend spec of the model a registry record was fine-tuned from."""
+    if record.venue == "openai":
+        url = record.params.get("api_base", "")
+        return f"openai:{record.base_model}" + ("" if url.startswith(OPENAI_API) else f"@{url}")
+    return "local" if record.base_model == "local" else None
+
+
+def default_replicas(persona: Persona) -> list[ReplicaSpec]:
+    """The four-way ablation: base and fine-tuned, each without and with memories."""
+    done = [r for r in load_records(persona) if r.status == SUCCEEDED]
+    if not done:
+        from raft.config import backend_spec
+
+        base = str(backend_spec(persona, "generator"))
+        return [ReplicaSpec("base", base, False), ReplicaSpec("rag", base, True)]
+    tuned = done[-1]
+    base = base_spec(persona, tuned) or "local"
+    return [
+        ReplicaSpec("base", base, False),
+        ReplicaSpec("rag", base, True),
+        ReplicaSpec("ft", tuned.id, False),
+        ReplicaSpec("raft", tuned.id, True),
+    ]
+
+
+def run_replicas(
+    persona: Persona, specs: list[ReplicaSpec], settings: RunSettings, bar: Any = None
+) -> Path:
+    """Generate all replies; returns the run folder (replies.jsonl, run.json)."""
+    items = load_items(persona)
+    labels = [s.label for s in specs]
+    if len(set(labels)) != len(labels):
+        raise UsageError(f"replica labels must differ: {', '.join(labels)}")
+    folder = new_run_folder(persona)
+    replies, models = [], {}
+    for spec in specs:
+        llm, label = choose_model(persona, spec.model)
+        models[spec.label] = llm.model_id
+        key = "messages" if spec.memories else "messages_no_memories"
+        requests = [{"messages": item[key], **asdict(settings)} for item in items]
+        task = bar.add_task(f"replies: {spec.label}", total=len(items)) if bar else None
+        texts = []
+        # As many calls at once as the backend takes; every call is cached, so a re-run
+        # after an interruption only makes the calls that were missing.
+        with ThreadPoolExecutor(max_workers=max(1, llm.concurrency)) as pool:
+            for text in pool.map(lambda request, llm=llm: llm.complete(**request), requests):
+                texts.append(text.strip())
+                if bar:
+                    bar.advance(task)
+        replies += [
+            {"id": item["id"], "system": spec.label, "reply": text}
+            for item, text in zip(items, texts, strict=True)
+        ]
+    write_jsonl(folder / "replies.jsonl", replies)
+    write_json(
+        folder / "run.json",
+        {
+            "run": folder.name,
+            "replicas": {s.label: {"spec": s.model, "memories": s.memories} for s in specs},
+            "models": models,
+            "settings": asdict(settings),
+            "items": str(items_path(persona).relative_to(persona.root)),
+            "n_items": len(items),
+        },
+    )
+    return folder
+
+
+def latest_run(persona: Persona, run: str | None = None, marker: str = "run.json") -> Path:
+    """The named run, else the newest with `marker` (run.json: replied; summary.json: scored)."""
+    runs = persona.ratf / "runs"
+    first = "ratf run" if marker == "run.json" else "ratf score"
+    if run:
+        if not (runs / run / marker).is_file():
+            raise UsageError(f"no {marker} for run {run!r} in {runs}: run `{first}` first")
+        return runs / run
+    done = sorted(p.parent for p in runs.glob(f"*/{marker}")) if runs.is_dir() else []
+    if not done:
+        raise UsageError(f"no {marker} in {runs}: run `{first} {persona.name}` first")
+    return done[-1]
+
+
+def new_run_folder(persona: Persona, prefix: str = "") -> Path:
+    """A fresh run folder named by time (sortable, so the newest is the latest)."""
+    base = persona.ratf / "runs" / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    folder, n = Path(f"{base}{prefix}"), 1
+    while folder.exists():
+        n += 1
+        folder = Path(f"{base}.{n}{prefix}")
+    folder.mkdir(parents=True)
+    return folder
+
+
+def read_replies(folder: Path) -> dict[str, dict[str, str]]:
+    """system -> item id -> reply."""
+    out: dict[str, dict[str, str]] = {}
+    for row in read_jsonl(folder / "replies.jsonl"):
+        out.setdefault(row["system"], {})[row["id"]] = row["reply"]
+    return out

@@ -1,0 +1,188 @@
+"""RATF end to end on the tiny persona: bench:setup, `ratf run` with the four default
+replicas (SmolLM2 base and a one-step LoRA, each without and with memories), score, report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from raft.backends.cache import Cache
+from tests.helpers import run_cli
+from tests.tiny_persona import INTERVIEWS, build_store, write_finetune
+
+HELD_OUT = INTERVIEWS["benchmark/2023-01-10-held-out-podcast.json"]
+REPLICAS = ["base", "rag", "ft", "raft"]
+CONTROLS = ["oracle", "shuffled", "other_voice"]
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def benched(tmp_path_factory):
+    data = tmp_path_factory.mktemp("ratf") / "data"
+    env = build_store(data)
+    write_finetune(data / "lena")
+    for command in (
+        ["ft:run", "lena", "--max-steps", "2", "--lr", "5e-3"],  # enough to change replies
+        ["bench:setup", "lena", "--oai"],
+    ):
+        result = run_cli("raft", *command, env=env)
+        assert result.returncode == 0, result.stderr
+    run = run_cli("ratf", "run", "lena", "--max-tokens", "48", env=env)
+    assert run.returncode == 0, run.stderr
+    return data / "lena", env, run
+
+
+@pytest.fixture(scope="module")
+def scored(benched):
+    persona, env, _ = benched
+    result = run_cli("ratf", "score", "lena", env=env)
+    assert result.returncode == 0, result.stderr
+    folder = sorted((persona / "ratf" / "runs").iterdir())[-1]
+    return folder, json.loads((folder / "summary.json").read_text()), result
+
+
+def test_items_carry_real_history_and_memories_recalled_before_the_interview(benched):
+    persona, _, _ = benched
+    items = read_jsonl(persona / "bench" / "items.jsonl")
+    assert [i["question"] for i in items] == [q for q, _ in HELD_OUT["exchanges"]]
+    assert items[0]["history"] == []
+    first_q, first_a = HELD_OUT["exchanges"][0]
+    assert items[1]["history"][0]["question"] == first_q
+    assert items[1]["history"][0]["answer"] == first_a
+    assert all(m["date"] < HELD_OUT["date"] for i in items for m in i["memories"])
+    assert any(i["kept"] for i in items)
+    # The prompt replays the real answer to the first question before asking the second.
+    prompt = items[1]["messages"]
+    assert prompt[0]["role"] == "system" and HELD_OUT["participants"]["q"] in prompt[0]["content"]
+    assert [m["content"] for m in prompt if m["role"] == "assistant"] == [first_a]
+    assert prompt[-1]["content"].startswith(items[1]["question"])
+    assert "[Memories" not in json.dumps(items[1]["messages_no_memories"])
+    oai = read_jsonl(persona / "bench" / "openai.jsonl")
+    assert [row["messages"] for row in oai] == [i["messages"] for i in items]
+
+
+def test_run_writes_every_replica_reply_and_reruns_make_no_calls(benched):
+    persona, env, run = benched
+    folder = sorted((persona / "ratf" / "runs").iterdir())[0]
+    replies = read_jsonl(folder / "replies.jsonl")
+    assert sorted({r["system"] for r in replies}) == sorted(REPLICAS)
+    assert len(replies) == 4 * len(HELD_OUT["exchanges"]) and all(r["reply"] for r in replies)
+    meta = json.loads((folder / "run.json").read_text())
+    assert meta["replicas"]["base"] == {"spec": "local", "memories": False}
+    assert meta["replicas"]["raft"]["memories"] and meta["replicas"]["raft"]["spec"].startswith(
+        "sft-"
+    )
+    # ft and raft run the adapter, base and rag do not
+    assert "+lora:" in meta["models"]["ft"] and "+lora:" not in meta["models"]["base"]
+    by_system = {(r["system"], r["id"]): r["reply"] for r in replies}
+    assert any(by_system["ft", i] != by_system["base", i] for _, i in by_system)
+    calls = Cache(persona / "cache.sqlite").count("chat")
+    again = run_cli("ratf", "run", "lena", "--max-tokens", "48", env=env)
+    assert again.returncode == 0, again.stderr
+    assert Cache(persona / "cache.sqlite").count("chat") == calls
+    latest = sorted((persona / "ratf" / "runs").iterdir())[-1]
+    assert latest != folder and read_jsonl(latest / "replies.jsonl") == replies
+
+
+def test_score_reports_every_system_with_intervals_and_ordered_controls(scored):
+    _, summary, result = scored
+    assert summary["systems"] == REPLICAS + CONTROLS
+    assert summary["baseline"] == "base" and summary["n_items"] == 2
+    for metric in ("rouge_l", "chrf", "semantic", "style", "length_ratio"):
+        systems = summary["metrics"][metric]["systems"]
+        for name in REPLICAS + CONTROLS:
+            interval = systems[name]
+            assert interval["low"] <= interval["mean"] <= interval["high"]
+        assert set(summary["metrics"][metric]["vs_baseline"]) == {"rag", "ft", "raft"}
+    assert summary["metrics"]["rouge_l"]["systems"]["oracle"]["mean"] == pytest.approx(1.0)
+    for metric in ("rouge_l", "chrf", "semantic", "style"):
+        assert summary["metrics"][metric]["controls_ordered"], metric
+    for name in [*REPLICAS, "oracle", "shuffled", "other voice"]:
+        assert name in result.stdout
+
+
+def test_report_writes_markdown_and_plots(scored, benched):
+    folder, summary, _ = scored
+    _, env, _ = benched
+    result = run_cli("ratf", "report", "lena", env=env)
+    assert result.returncode == 0, result.stderr
+    report = (folder / "report.md").read_text()
+    assert "Lena Marsh" in report and HELD_OUT["exchanges"][0][1] in report
+    plots = list((folder / "plots").glob("*.png"))
+    assert plots and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots)
+    assert str(folder / "report.md") in result.stdout
+
+
+def test_predictions_are_scored_and_bad_files_refused(benched, tmp_path):
+    persona, env, _ = benched
+    items = read_jsonl(persona / "bench" / "items.jsonl")
+    good = tmp_path / "good.jsonl"
+    good.write_text(
+        "".join(json.dumps({"id": i["id"], "reply": i["answer"]}) + "\n" for i in items)
+    )
+    result = run_cli("ratf", "score", "lena", "--predictions", str(good), env=env)
+    assert result.returncode == 0, result.stderr
+    folder = sorted((persona / "ratf" / "runs").iterdir())[-1]
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["metrics"]["chrf"]["systems"]["predictions"]["mean"] == pytest.approx(1.0)
+
+    cases = {
+        "unknown item id 'nope#0'": [*items, {"id": "nope#0", "answer": "x"}],
+        "appears twice": [items[0], *items],
+        "no reply for 1 of 2 items": items[:1],
+    }
+    for problem, rows in cases.items():
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text(
+            "".join(json.dumps({"id": r["id"], "reply": r["answer"]}) + "\n" for r in rows)
+        )
+        refused = run_cli("ratf", "score", "lena", "--predictions", str(bad), env=env)
+        assert refused.returncode == 2 and problem in refused.stderr, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_bench_setup_refuses_a_held_out_answer_in_the_corpus(benched, tmp_path):
+    import shutil
+
+    persona, env, _ = benched
+    copy = tmp_path / "data" / "lena"
+    shutil.copytree(persona, copy, ignore=shutil.ignore_patterns("chroma", "models", "ratf"))
+    leaked = {
+        "id": "podcast-notes:0",
+        "title": "Podcast notes",
+        "link": "https://x/notes",
+        "date": "2023-02-01",
+        "text": "From the show: " + HELD_OUT["exchanges"][0][1],
+    }
+    with open(copy / "chunks.jsonl", "a") as handle:
+        handle.write(json.dumps(leaked) + "\n")
+    result = run_cli(
+        "raft", "bench:setup", "lena", env={**env, "RAFT_DATA_DIR": str(tmp_path / "data")}
+    )
+    assert result.returncode == 1
+    assert (
+        "chunk podcast-notes:0" in result.stderr
+        and "held-out interview is in the corpus" in result.stderr
+    )
+
+
+def test_judge_reports_win_rates_and_discrimination_with_cached_calls(benched):
+    persona, env, _ = benched
+    run = sorted(p for p in (persona / "ratf" / "runs").iterdir() if "predictions" not in p.name)[0]
+    args = ["score", "lena", "--run", run.name, "--judge", "local"]
+    result = run_cli("ratf", *args, env=env)
+    assert result.returncode == 0, result.stderr
+    judge = json.loads((run / "summary.json").read_text())["judge"]
+    assert set(judge["pairwise"]) == {"rag", "ft", "raft"}
+    for verdict in judge["pairwise"].values():
+        assert 0 <= verdict["win_rate"]["low"] <= verdict["win_rate"]["high"] <= 1
+        assert verdict["win_rate"]["n"] == 2
+    assert judge["discrimination"]["chance"] == pytest.approx(1 / 5)
+    assert judge["discrimination"]["picked_real"]["n"] == 2
+    calls = Cache(persona / "cache.sqlite").count("chat")
+    assert run_cli("ratf", *args, env=env).returncode == 0
+    assert Cache(persona / "cache.sqlite").count("chat") == calls  # every verdict was cached
