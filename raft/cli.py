@@ -437,7 +437,8 @@ def bench_setup(persona: Persona, oai: bool, generic: bool, generator: str | Non
     kept = sum(len(i["kept"]) for i in items)
     interviews = len({i["interview"] for i in items})
     click.echo(
-        f"bench:setup {persona.name}: {len(items)} items from {interviews} held-out interviews, "
+        f"bench:setup {persona.name}: {len(items)} items from {interviews} held-out "
+        f"interview{'s' if interviews != 1 else ''}, "
         f"{kept} memories kept -> {persona.bench}"
     )
 
