@@ -8,12 +8,8 @@ from pathlib import Path
 import click
 
 from raft.console import persona_argument, progress_bar, run, track
-from raft.errors import NotBuiltError, RaftError, UsageError
+from raft.errors import RaftError, UsageError
 from raft.paths import Persona
-
-
-def not_built(command: str, issue: int, what: str) -> None:
-    raise NotBuiltError(f"`raft {command}` is not built yet ({what}, issue #{issue})")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -516,9 +512,20 @@ def serve(persona: Persona, host: str, port: int, api_key: str | None, **options
 def check(persona: Persona) -> None:
     """Check a persona for leakage and integrity; non-zero exit on any failure.
 
+    Held-out interviews apart from training ones; no held-out question or answer in the
+    corpus, the store or finetune/; every memory in a training sample older than its
+    interview; every answer the author's own words; every system prompt the template's.
     Example: raft check sample
     """
-    not_built("check", 10, "robustness checks")
+    from raft.check import run_checks
+
+    results = run_checks(persona.require())
+    for result in results:
+        mark = "PASS" if result.passed else "FAIL"
+        click.echo(f"{mark}  {result.name}" + (f": {result.detail}" if result.detail else ""))
+    failed = sum(not r.passed for r in results)
+    if failed:
+        raise RaftError(f"{failed} of {len(results)} checks failed")
 
 
 def main() -> None:

@@ -11,9 +11,3 @@ class UsageError(RaftError):
     """Bad input on the command line (a persona name, a flag value)."""
 
     exit_code = 2
-
-
-class NotBuiltError(RaftError):
-    """A stage whose implementation has not landed yet."""
-
-    exit_code = 3

@@ -83,12 +83,6 @@ def test_unknown_persona_says_how_to_start(data_dir):
     assert "raft fetch nobody" in result.stderr
 
 
-def test_stage_not_built_yet_fails_plainly(data_dir):
-    result = run_cli("raft", "check", "sample")
-    assert result.returncode == 3
-    assert "not built yet" in result.stderr and "#10" in result.stderr
-
-
 def test_info_shows_files_and_backends(data_dir):
     persona = data_dir / "maren"
     (persona / "transcripts").mkdir(parents=True)

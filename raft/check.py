@@ -1,0 +1,161 @@
+"""`raft check`: leakage and integrity checks a user can run on a persona at any time.
+
+Each check reads what the stages wrote and reports pass or fail with the first offender,
+so a failure names the file and the sample to look at.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from raft.errors import RaftError
+from raft.files import read_jsonl
+from raft.memories import system_prompt
+from raft.paths import Persona
+from raft.transcripts import check_held_out, load_interviews
+
+MIN_WORDS = 10  # held-out texts shorter than this can appear anywhere by chance
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+
+def norm(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def held_out_texts(persona: Persona) -> list[tuple[str, str]]:
+    """(normalised text, where it comes from) for every long enough held-out question/answer."""
+    texts = []
+    for interview in load_interviews(persona.benchmark, benchmark=True):
+        for number, pair in enumerate(interview.exchanges, 1):
+            for kind, text in zip(("question", "answer"), pair, strict=True):
+                if len(norm(text).split()) >= MIN_WORDS:
+                    texts.append((norm(text), f"{kind} {number} of {interview.path.name}"))
+    return texts
+
+
+def find_held_out(blobs: Iterator[tuple[str, str]], held: list[tuple[str, str]]) -> str | None:
+    """The first (place, held-out text) match among (place, text) blobs, described."""
+    for place, text in blobs:
+        flat = norm(text)
+        for needle, source in held:
+            if needle in flat:
+                return f"{place} contains held-out {source}"
+    return None
+
+
+def file_lines(folder: Path) -> Iterator[tuple[str, str]]:
+    for path in sorted(folder.glob("*.json*")) if folder.is_dir() else []:
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                yield f"{path}:{number}", line
+
+
+def store_documents(persona: Persona) -> Iterator[tuple[str, str]]:
+    """Every text in the Chroma store, read in pages."""
+    import chromadb
+
+    if not persona.chroma.is_dir():
+        return
+    client = chromadb.PersistentClient(path=str(persona.chroma))
+    name = f"raft-{persona.name}-chunks"
+    if name not in [c.name for c in client.list_collections()]:
+        return
+    collection = client.get_collection(name, embedding_function=None)
+    for offset in range(0, collection.count(), 1000):
+        page = collection.get(limit=1000, offset=offset, include=["documents"])
+        yield from (
+            (f"store record {i}", doc or "")
+            for i, doc in zip(page["ids"], page["documents"], strict=True)
+        )
+
+
+def training_rows(persona: Persona) -> list[dict]:
+    path = persona.finetune / "raft.jsonl"
+    return list(read_jsonl(path)) if path.is_file() else []
+
+
+def check_separate(persona: Persona) -> str | None:
+    try:
+        check_held_out(
+            load_interviews(persona.transcripts), load_interviews(persona.benchmark, True)
+        )
+    except RaftError as exc:
+        return str(exc)
+    return None
+
+
+def check_memory_dates(persona: Persona) -> str | None:
+    """Every memory in a training sample predates its interview (or its passage)."""
+    for row in training_rows(persona):
+        for memory in row["memories"]:
+            if memory["date"] and memory["date"] >= row["date"]:
+                return (
+                    f"sample {row['id']} recalls {memory['chunk_id']} dated {memory['date']}, "
+                    f"not before {row['date']}"
+                )
+    return None
+
+
+def check_answers_verbatim(persona: Persona) -> str | None:
+    """Real answers are a transcript's; synthetic answers are the author's own passages."""
+    answers = {a for i in load_interviews(persona.transcripts) for _, a in i.exchanges}
+    chunks: dict[str, str] = {}
+    if persona.chunks.is_file():
+        chunks = {c["id"]: norm(c["text"]) for c in read_jsonl(persona.chunks)}
+    for row in training_rows(persona):
+        final = row["messages"][-1]["content"]
+        if final != row["answer"]:
+            return f"sample {row['id']}: the final message is not the recorded answer"
+        if not row["synthetic"] and final not in answers:
+            return f"sample {row['id']}: the answer is in no transcript"
+        if row["synthetic"]:
+            source = chunks.get(row["source_chunk"], "")
+            lines = [norm(line) for line in final.splitlines() if norm(line)]
+            if not source or not all(line in source for line in lines):
+                return f"sample {row['id']}: the answer is not the text of {row['source_chunk']}"
+    return None
+
+
+def check_system_prompts(persona: Persona) -> str | None:
+    """System prompts are the template's, so no scraped text reached them."""
+    for row in training_rows(persona):
+        expected = system_prompt(row["target"], row["interviewer"], row["date"])
+        if row["messages"][0] != {"role": "system", "content": expected}:
+            return f"sample {row['id']}: the system prompt differs from the template"
+    return None
+
+
+def corpus_chunks(persona: Persona) -> Iterator[tuple[str, str]]:
+    if persona.chunks.is_file():
+        yield from ((f"chunk {c['id']}", c["text"]) for c in read_jsonl(persona.chunks))
+
+
+def run_checks(persona: Persona) -> list[Check]:
+    """Every check, in order; each names the first offender it finds."""
+    held = held_out_texts(persona)
+    checks: list[tuple[str, Callable[[], str | None]]] = [
+        ("held-out interviews are not training interviews", lambda: check_separate(persona)),
+        ("no held-out text in the corpus", lambda: find_held_out(corpus_chunks(persona), held)),
+        ("no held-out text in the store", lambda: find_held_out(store_documents(persona), held)),
+        (
+            "no held-out text in finetune/",
+            lambda: find_held_out(file_lines(persona.finetune), held),
+        ),
+        ("memories predate their interview", lambda: check_memory_dates(persona)),
+        ("answers are the author's own words", lambda: check_answers_verbatim(persona)),
+        ("system prompts are the template", lambda: check_system_prompts(persona)),
+    ]
+    results = []
+    for name, run in checks:
+        problem = run()
+        results.append(Check(name, problem is None, problem or ""))
+    return results
