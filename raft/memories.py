@@ -16,11 +16,15 @@ from raft.store import Hit, Store
 PROMPTS = ("system", "memory_slot", "rephrase", "judge_question", "judge_answer")
 
 
+# A verdict's reason is capped, so that the JSON always closes within the token budget:
+# small models otherwise ramble in it until the reply is cut off mid-string.
+REASON = {"type": "string", "maxLength": 200}
+
+
 def _verdict_schema(field: str) -> dict[str, Any]:
-    # The verdict comes first so that a reply cut short still carries it.
     return {
         "type": "object",
-        "properties": {field: {"type": "boolean"}, "reason": {"type": "string"}},
+        "properties": {field: {"type": "boolean"}, "reason": REASON},
         "required": [field, "reason"],
         "additionalProperties": False,
     }

@@ -16,13 +16,14 @@ import numpy as np
 
 from raft.backends.embed import CachedEmbedder
 from raft.backends.llm import CachedLLM, StructuredOutputError, complete_json
+from raft.memories import REASON
 from raft.prompts import prompt_hashes, render
 
 LENSES = ("neutral", "skeptic", "layperson", "follow_up")
 PROMPTS = ("select_passage", "synthetic_question", *(f"lens_{lens}" for lens in LENSES))
 SELF_CONTAINED = {
     "type": "object",
-    "properties": {"self_contained": {"type": "boolean"}, "reason": {"type": "string"}},
+    "properties": {"self_contained": {"type": "boolean"}, "reason": REASON},
     "required": ["self_contained", "reason"],
     "additionalProperties": False,
 }

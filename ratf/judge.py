@@ -14,11 +14,10 @@ from typing import Any
 
 from raft.backends.llm import StructuredOutputError, complete_json
 from raft.config import display_name, persona_llm
+from raft.memories import REASON
 from raft.paths import Persona
 from raft.prompts import prompt_hashes, render
 
-# A short reason keeps each verdict to a few dozen tokens; the verdict comes first.
-REASON = {"type": "string", "maxLength": 160}
 PAIRWISE = {
     "type": "object",
     "properties": {"closer": {"type": "string", "enum": ["A", "B"]}, "reason": REASON},

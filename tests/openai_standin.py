@@ -323,24 +323,9 @@ def build_app(standin: StandIn):
 
 @contextmanager
 def serving(standin: StandIn) -> Iterator[str]:
-    """Serve the stand-in with uvicorn on 127.0.0.1 in a thread; yields its /v1 base URL."""
-    import uvicorn
+    """Serve the stand-in on 127.0.0.1; yields its /v1 base URL."""
+    from tests.helpers import serve_app
 
-    from tests.helpers import free_port
-
-    port = free_port()
-    config = uvicorn.Config(build_app(standin), host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the OpenAI stand-in did not start")
-        time.sleep(0.01)
-    standin.url = f"http://127.0.0.1:{port}/v1"
-    try:
-        yield standin.url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve_app(build_app(standin)) as url:
+        standin.url = url
+        yield url

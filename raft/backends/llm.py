@@ -220,6 +220,11 @@ class CachedLLM:
         self.concurrency = inner.concurrency
         self.calls = 0
         self._count_lock = threading.Lock()
+        self._key_locks: dict[str, threading.Lock] = {}
+
+    def _key_lock(self, key: str) -> threading.Lock:
+        with self._count_lock:
+            return self._key_locks.setdefault(key, threading.Lock())
 
     def _key(self, messages: Messages, schema: dict | None, params: dict[str, Any]) -> str:
         return cache_key(
@@ -244,9 +249,18 @@ class CachedLLM:
             params["stop"] = stop  # only when set, so earlier cache keys stay valid
         key = self._key(messages, schema, params)
         text = self._cached(key)
-        if text is None:
-            text = self.inner.complete(messages, schema=schema, **params)
-            self._store(key, text)
+        if text is not None:
+            return text
+        # Identical requests in flight at once make one call; the others wait for its answer.
+        with self._key_lock(key):
+            try:
+                text = self._cached(key)
+                if text is None:
+                    text = self.inner.complete(messages, schema=schema, **params)
+                    self._store(key, text)
+            finally:
+                with self._count_lock:  # later callers find the answer in the cache
+                    self._key_locks.pop(key, None)
         return text
 
     def stream(self, messages, *, temperature=0.0, max_tokens=512, seed=0, stop=None):
@@ -284,7 +298,8 @@ def parse_json(text: str, schema: dict[str, Any]) -> dict[str, Any]:
     start, end = cleaned.find("{"), cleaned.rfind("}")
     if start < 0 or end < start:
         raise ValueError("no JSON object in the reply")
-    data = json.loads(cleaned[start : end + 1])
+    # strict=False: a raw newline or tab inside a string is still the answer meant
+    data = json.loads(cleaned[start : end + 1], strict=False)
     jsonschema.validate(data, schema)
     return data
 
