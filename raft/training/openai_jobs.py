@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -214,11 +213,15 @@ def create_job(
 def follow(
     client: openai.OpenAI, persona: Persona, record: ModelRecord, interval: float
 ) -> ModelRecord:
-    """Poll the job and its events until it ends; record the outcome."""
+    """Poll the job and its events until it ends; record the outcome.
+
+    Ctrl-C only sets a flag that the loop checks between polls, so the interrupt never
+    lands inside the HTTP client or the spinner's locks, and detaching is always clean.
+    """
     seen: set[str] = set()
     last = ""
-    with err.status(f"job {record.job_id}: checking") as spinner:
-        while True:
+    with sigint_flag() as interrupted, err.status(f"job {record.job_id}: checking") as spinner:
+        while not interrupted.is_set():
             job = retrieve(client, persona, record)
             for event in new_events(client, record.job_id, seen):
                 show_event(event)
@@ -229,7 +232,8 @@ def follow(
                 last = job.status
             if job.status in FINAL:
                 return finish(persona, record, job)
-            time.sleep(interval)
+            interrupted.wait(interval)
+    raise KeyboardInterrupt
 
 
 def retrieve(client: openai.OpenAI, persona: Persona, record: ModelRecord) -> FineTuningJob:
@@ -324,18 +328,25 @@ def say(text: str) -> None:
 
 
 @contextmanager
-def interrupt_deferred() -> Iterator[None]:
-    """Hold Ctrl-C until the block ends, so no job is ever created without its record."""
+def sigint_flag() -> Iterator[threading.Event]:
+    """Ctrl-C sets the yielded flag instead of raising, for as long as the block runs."""
+    flag = threading.Event()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield flag
         return
-    caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda number, frame: caught.append(number))
+    previous = signal.signal(signal.SIGINT, lambda number, frame: flag.set())
     try:
-        yield
+        yield flag
     finally:
         signal.signal(signal.SIGINT, previous)
-    if caught:
+
+
+@contextmanager
+def interrupt_deferred() -> Iterator[None]:
+    """Hold Ctrl-C until the block ends, so no job is ever created without its record."""
+    with sigint_flag() as interrupted:
+        yield
+    if interrupted.is_set():
         raise KeyboardInterrupt
 
 
