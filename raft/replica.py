@@ -83,12 +83,6 @@ class Replica:
             messages, temperature=s.temperature, max_tokens=s.reply_tokens, seed=s.seed
         )
 
-    def ask(self, history: list[Turn], question: str) -> Turn:
-        """Answer one question after `history`; the turn carries the memories it used."""
-        memories = self.remember(question)
-        reply = "".join(self.stream(self.messages(history, question, memories)))
-        return Turn(question, reply.strip(), memories)
-
 
 def training_made(persona: Persona) -> dict:
     """How ft:gen made the training data (`stats.json`), so inference can match it."""
@@ -109,8 +103,10 @@ def record_model(persona: Persona, record: ModelRecord) -> CachedLLM:
         return CachedLLM(OpenAILLM(record.model, url), cache)
     if record.base_model != "local":
         raise UsageError(
-            f"{record.id} was trained on {record.base_model}: run `raft export {persona.name} "
-            f"--run {record.id} --gguf` and chat with a GGUF of that base and the adapter"
+            f"{record.id} was trained on {record.base_model}; chat runs local adapters of the "
+            f"default SmolLM2 only. Export it (`raft export {persona.name} --run {record.id} "
+            "--gguf`), serve base + adapter with a LoRA-capable server (llama.cpp `--lora`, "
+            "vLLM) and pass --model openai:NAME@URL"
         )
     adapter = persona.root / record.exports.get("gguf", "")
     if not record.exports.get("gguf") or not adapter.is_file():

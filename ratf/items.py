@@ -7,49 +7,31 @@ by the same recall ft:gen used. Items are the fixed input of every `ratf run`.
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from raft.check import corpus_chunks, find_held_out, held_out_texts
 from raft.errors import RaftError, UsageError
 from raft.files import read_jsonl, write_jsonl
 from raft.paths import Persona
 from raft.replica import Replica, ReplicaSettings, Turn, complete_settings, open_recall
 from raft.transcripts import Interview, load_interviews, training_interviews
 
-MIN_LEAK_WORDS = 10  # shorter answers ("Yes, always.") can appear anywhere by chance
-
 
 def items_path(persona: Persona) -> Path:
     return persona.bench / "items.jsonl"
 
 
-def _norm(text: str) -> str:
-    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
-
-
-def check_no_leak(persona: Persona, benchmark: list[Interview]) -> None:
-    """Refuse when a held-out answer is in training data or in the store's text."""
-    training_interviews(persona)  # same interview in both folders
-    answers = {
-        _norm(answer): (interview, number)
-        for interview in benchmark
-        for number, (_, answer) in enumerate(interview.exchanges)
-        if len(_norm(answer).split()) >= MIN_LEAK_WORDS
-    }
-    if not persona.chunks.is_file():
-        return
-    for chunk in read_jsonl(persona.chunks):
-        text = _norm(chunk["text"])
-        for answer, (interview, number) in answers.items():
-            if answer in text:
-                raise RaftError(
-                    f"chunk {chunk['id']} ({chunk.get('link') or chunk.get('title')}) contains "
-                    f"the real answer to exchange {number + 1} of {interview.path}: the "
-                    "held-out interview is in the corpus; remove it from the sources and re-run "
-                    "fetch, chunk and embed"
-                )
+def check_no_leak(persona: Persona) -> None:
+    """Refuse when a held-out interview is in training, or its text is in the corpus."""
+    training_interviews(persona)  # the same interview in both folders
+    problem = find_held_out(corpus_chunks(persona), held_out_texts(persona))
+    if problem:
+        raise RaftError(
+            f"{problem}: the held-out interview is in the corpus; remove it from the sources "
+            "and re-run fetch, chunk and embed"
+        )
 
 
 def interview_items(replica: Replica, interview: Interview, progress: Any = None) -> list[dict]:
@@ -113,7 +95,7 @@ def build_items(
             f"no held-out interviews in {persona.benchmark}: add one with "
             f"`raft transcript:add {persona.name} FILE --benchmark`"
         )
-    check_no_leak(persona, benchmark)
+    check_no_leak(persona)
     recall = open_recall(persona, generator)
     settings = complete_settings(persona, ReplicaSettings())
     replica = Replica(recall.target, None, recall, settings, label="bench:setup")
