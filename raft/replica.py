@@ -20,7 +20,7 @@ from raft.errors import UsageError
 from raft.memories import Memory, Recall, RecallSettings, system_prompt, user_turn
 from raft.paths import Persona
 from raft.store import Store
-from raft.training.registry import ModelRecord, load_records
+from raft.training.registry import SUCCEEDED, ModelRecord, load_records
 
 DEFAULT_CONTEXT = 4096  # ft:gen's default --max-tokens
 OPENAI_API = "https://api.openai.com"
@@ -95,7 +95,7 @@ def training_made(persona: Persona) -> dict:
 def record_model(persona: Persona, record: ModelRecord) -> CachedLLM:
     """The chat model a registry record names."""
     cache = open_cache(persona)
-    if record.status != "succeeded":
+    if record.status != SUCCEEDED:
         raise UsageError(f"model {record.id} is {record.status}, not usable")
     if record.venue == "openai":
         base = record.params.get("api_base", "")
@@ -128,7 +128,7 @@ def choose_model(persona: Persona, choice: str | None) -> tuple[CachedLLM, str]:
             known = ", ".join(r.id for r in records) or "none yet"
             raise UsageError(f"no model {choice!r} in the registry (known: {known})")
         return make_llm(choice, open_cache(persona)), choice
-    done = [r for r in records if r.status == "succeeded"]
+    done = [r for r in records if r.status == SUCCEEDED]
     if done:
         return record_model(persona, done[-1]), done[-1].id
     return persona_llm(persona, "generator"), "base model (no trained model yet)"

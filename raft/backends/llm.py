@@ -51,6 +51,15 @@ class LLM(Protocol):
     ) -> Iterator[str]: ...
 
 
+def sampling(temperature: float, max_tokens: int, seed: int, stop: list[str] | None) -> dict:
+    """Sampling parameters as sent and as cached; `stop` only when set, so that cache keys
+    made before it existed stay valid."""
+    params: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
+    if stop:
+        params["stop"] = stop
+    return params
+
+
 class StructuredOutputError(RaftError):
     """The model did not produce JSON matching the schema, even after a repair attempt."""
 
@@ -174,9 +183,7 @@ class OpenAILLM:
     ):
         import openai
 
-        params = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
-        if stop:
-            params["stop"] = stop
+        params = sampling(temperature, max_tokens, seed, stop)
         with self._slots:
             if schema and self._schema_format is None:
                 text = self._probe_schema_format(messages, schema, **params)
@@ -195,9 +202,7 @@ class OpenAILLM:
     def stream(self, messages, *, temperature=0.0, max_tokens=512, seed=0, stop=None):
         import openai
 
-        params = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
-        if stop:
-            params["stop"] = stop
+        params = sampling(temperature, max_tokens, seed, stop)
         with self._slots:
             try:
                 chunks = self.client.chat.completions.create(
@@ -244,9 +249,7 @@ class CachedLLM:
     def complete(
         self, messages, *, schema=None, temperature=0.0, max_tokens=512, seed=0, stop=None
     ):
-        params = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
-        if stop:
-            params["stop"] = stop  # only when set, so earlier cache keys stay valid
+        params = sampling(temperature, max_tokens, seed, stop)
         key = self._key(messages, schema, params)
         text = self._cached(key)
         if text is not None:
@@ -267,9 +270,7 @@ class CachedLLM:
         """Text pieces as the model makes them; a cached reply comes as one piece.
 
         Shares cache entries with `complete`; a stream cut off early is not cached."""
-        params = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
-        if stop:
-            params["stop"] = stop
+        params = sampling(temperature, max_tokens, seed, stop)
         key = self._key(messages, None, params)
         text = self._cached(key)
         if text is not None:
