@@ -6,11 +6,13 @@ so a failure names the file and the sample to look at.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from raft.backends.cache import Cache
 from raft.errors import RaftError
 from raft.files import read_jsonl
 from raft.memories import system_prompt
@@ -134,6 +136,32 @@ def check_system_prompts(persona: Persona) -> str | None:
     return None
 
 
+def check_training_calls(persona: Persona, held: list[tuple[str, str]]) -> str | None:
+    """No held-out text in any request ft:gen sent (read back from the call cache)."""
+    if not training_rows(persona):
+        return None
+    listed = persona.cache_keys
+    first = f"run `raft ft:gen {persona.name}` to record them (cached calls cost nothing)"
+    if not listed.is_file():
+        return f"{listed} is missing, so the calls behind finetune/ are unknown: {first}"
+    keys = listed.read_text(encoding="utf-8").split()
+    requests = Cache(persona.cache).requests(keys) if persona.cache.is_file() else {}
+    unknown = [key for key in keys if requests.get(key) is None]
+    if unknown:
+        return (
+            f"{len(unknown)} of {len(keys)} calls listed in {listed} have no request in "
+            f"{persona.cache} (first: {unknown[0]}): {first}"
+        )
+
+    def sent() -> Iterator[tuple[str, str]]:
+        for key in keys:
+            messages = json.loads(requests[key] or "{}").get("messages") or []
+            text = "\n".join(str(m.get("content") or "") for m in messages)
+            yield f"the call {key} listed in {listed}", text
+
+    return find_held_out(sent(), held)
+
+
 def corpus_chunks(persona: Persona) -> Iterator[tuple[str, str]]:
     if persona.chunks.is_file():
         yield from ((f"chunk {c['id']}", c["text"]) for c in read_jsonl(persona.chunks))
@@ -149,6 +177,10 @@ def run_checks(persona: Persona) -> list[Check]:
         (
             "no held-out text in finetune/",
             lambda: find_held_out(file_lines(persona.finetune), held),
+        ),
+        (
+            "no held-out text in the calls behind finetune/",
+            lambda: check_training_calls(persona, held),
         ),
         ("memories predate their interview", lambda: check_memory_dates(persona)),
         ("answers are the author's own words", lambda: check_answers_verbatim(persona)),

@@ -96,9 +96,9 @@ def embed(persona: Persona, embedder: str | None, rebuild: bool) -> None:
     Example: raft embed sample
     """
     from raft.files import count_lines
-    from raft.store import embed_corpus
+    from raft.store import embed_corpus, require_chunks
 
-    persona.require()
+    require_chunks(persona.require())  # before the progress bar, so the error stands alone
     total = count_lines(persona.chunks)
     with progress_bar() as bar:
         task = bar.add_task("embedding", total=total)

@@ -18,6 +18,13 @@ err = Console(stderr=True)
 T = TypeVar("T")
 
 
+class _Progress(Progress):
+    def stop(self) -> None:
+        if not self.tasks:  # failed before any work began: leave no blank line above the error
+            self.live.transient = True
+        super().stop()
+
+
 def progress_bar() -> Progress:
     """A progress display on stderr with counts and time left."""
     columns = (
@@ -26,7 +33,7 @@ def progress_bar() -> Progress:
         MofNCompleteColumn(),
         TimeRemainingColumn(),
     )
-    return Progress(*columns, console=err, transient=False)
+    return _Progress(*columns, console=err, transient=False)
 
 
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
@@ -62,6 +69,12 @@ def run(group: click.Group, prog: str, argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo(f"{prog}: interrupted", err=True)
         return 130
+    except OSError as exc:
+        if debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"{prog}: error: {where}{exc.strerror or exc}", err=True)
+        return 1
     except Exception as exc:
         if debug:
             raise

@@ -10,13 +10,14 @@ import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from raft.config import load_config, save_config
-from raft.files import read_jsonl
+from raft.files import read_jsonl, write_failed
 from raft.paths import Persona
 from raft.sources import Document, Failure, Item, Skipped
 from raft.sources.feeds import feed_documents, feed_problem, parse_feed
@@ -51,15 +52,30 @@ class CorpusFile:
                 self.links.add(row.get("link") or "")
                 self.hashes.add(row.get("content_hash") or "")
         self.links.discard("")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        except OSError as exc:
+            raise write_failed(path, exc) from exc
 
     def _drop_torn_tail(self) -> None:
         """A process killed mid-line leaves a partial last line: cut it, keep every whole one."""
-        with open(self.path, "rb+") as handle:
-            data = handle.read()
-            if data and not data.endswith(b"\n"):
-                handle.truncate(data.rfind(b"\n") + 1)
+        with open(self.path, "rb") as handle:
+            end = handle.seek(0, os.SEEK_END)
+            cut = end
+            while cut > 0:  # back to the last newline, a block at a time
+                start = max(0, cut - 65536)
+                handle.seek(start)
+                block = handle.read(cut - start)
+                if (newline := block.rfind(b"\n")) >= 0:
+                    cut = start + newline + 1
+                    break
+                cut = start
+        if cut != end:
+            try:
+                os.truncate(self.path, cut)
+            except OSError as exc:
+                raise write_failed(self.path, exc) from exc
 
     def knows_link(self, link: str) -> bool:
         return link in self.links
@@ -68,17 +84,26 @@ class CorpusFile:
         """Append a new document; False when its link (or, without one, its text) is known."""
         if (doc.link and doc.link in self.links) or doc.content_hash in self.hashes:
             return False
-        self._handle.write(json.dumps(doc.row(), ensure_ascii=False) + "\n")
-        self._handle.flush()
+        try:
+            self._handle.write(json.dumps(doc.row(), ensure_ascii=False) + "\n")
+            self._handle.flush()
+        except OSError as exc:
+            # A partly written line is cut by the next run's _drop_torn_tail.
+            raise write_failed(self.path, exc) from exc
         self.links.add(doc.link)
         self.hashes.add(doc.content_hash)
         self.links.discard("")
         return True
 
     def close(self) -> None:
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-        self._handle.close()
+        try:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        except OSError as exc:
+            raise write_failed(self.path, exc) from exc
+        finally:
+            with suppress(OSError):  # the write error above is the one to report
+                self._handle.close()
 
 
 def default_sources(persona: Persona) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import date, datetime
 
@@ -23,3 +24,14 @@ def normalize_date(value: object) -> str:
         return parser.parse(str(value), default=datetime(1, 1, 1)).date().isoformat()
     except (ValueError, OverflowError):
         return ""
+
+
+def is_iso_date(value: object) -> bool:
+    """A `YYYY-MM-DD` string of a real day (fromisoformat alone also takes 20210101)."""
+    if not (isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value)):
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True

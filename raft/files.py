@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -12,20 +13,41 @@ from typing import IO, Any
 
 from raft.errors import RaftError
 
+# mkstemp makes 0600 files; written files get the usual mode (0666 less the umask) instead.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+# Failures of the disk, not of the program: reported as one line naming the file.
+WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+def write_failed(path: Path, exc: OSError) -> RaftError:
+    """A clear error for a file that could not be written (disk full, read-only, ...)."""
+    return RaftError(f"cannot write {path}: {exc.strerror or exc}")
+
 
 @contextmanager
 def atomic_open(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     """Open a temporary file beside `path`; on success fsync and rename it over `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise write_failed(path, exc) from exc
     try:
         encoding = None if "b" in mode else "utf-8"
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, mode, encoding=encoding) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.errno in WRITE_ERRORS:
+            raise write_failed(path, exc) from exc
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -13,10 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from raft.backends.llm import CachedLLM
 from raft.config import display_name, persona_embedder, persona_llm
 from raft.dataset import check_openai, is_validation, pack_sample, to_openai, to_sharegpt, to_trl
 from raft.errors import RaftError
-from raft.files import read_jsonl, write_json, write_jsonl
+from raft.files import read_jsonl, write_json, write_jsonl, write_text
 from raft.memories import Memory, Recall, RecallSettings, system_prompt, user_turn
 from raft.paths import Persona
 from raft.store import Store
@@ -151,8 +152,8 @@ def generate(
     generator: str | None = None,
     embedder: str | None = None,
     progress: Any = None,
-) -> tuple[list[dict[str, Any]], dict[str, Any], int]:
-    """Rows of raft.jsonl for every exchange, how they were made, and the model calls made."""
+) -> tuple[list[dict[str, Any]], dict[str, Any], CachedLLM]:
+    """Rows of raft.jsonl for every exchange, how they were made, and the LLM that made them."""
     interviews = training_interviews(persona)
     if not interviews:
         raise RaftError(
@@ -165,6 +166,7 @@ def generate(
     # Earlier interviews are past output too; dated, so only later interviews retrieve them.
     store.sync(interview_memory_rows(interviews), kind="interview")
     llm = persona_llm(persona, "generator", generator)
+    llm.ledger = {}  # every request behind the samples, for `raft check`
     recall = Recall(store, llm, display_name(persona), RecallSettings(k=settings.k))
 
     jobs = [(iv, i) for iv in interviews for i in range(len(iv.exchanges))]
@@ -198,7 +200,15 @@ def generate(
         groups.setdefault(row["interview"], []).append(row)
     for group in groups.values():
         _pack_interview(group, settings)
-    return rows, made, llm.calls
+    return rows, made, llm
+
+
+def record_calls(persona: Persona, llm: CachedLLM) -> None:
+    """List the cache keys of every call behind raft.jsonl (their requests stay in the cache),
+    so `raft check` can prove no held-out text was sent while making training data."""
+    if llm.cache is not None:
+        llm.cache.keep_requests(llm.ledger or {})  # entries cached before requests were kept
+    write_text(persona.cache_keys, "".join(f"{key}\n" for key in sorted(llm.ledger or {})))
 
 
 def write_formats(persona: Persona, rows: list[dict[str, Any]], settings: GenSettings) -> dict:
@@ -268,8 +278,10 @@ def run_ft_gen(
         rows = list(read_jsonl(generic))
         made, calls = (rows[0].get("made", {}) if rows else {}), 0
     else:
-        rows, made, calls = generate(persona, settings, generator, embedder, progress)
+        rows, made, llm = generate(persona, settings, generator, embedder, progress)
+        calls = llm.calls
         write_jsonl(generic, [r | {"made": made} for r in rows])
+        record_calls(persona, llm)
     split = {} if only == "generic" else write_formats(persona, rows, settings)
     stats = statistics(rows, made, split)
     write_json(persona.finetune / "stats.json", stats)

@@ -67,6 +67,11 @@ class Persona:
         return self.root / "finetune"
 
     @property
+    def cache_keys(self) -> Path:
+        """The cache keys of the model calls behind finetune/raft.jsonl, one a line."""
+        return self.finetune / "cache_keys.txt"
+
+    @property
     def models(self) -> Path:
         return self.root / "models"
 

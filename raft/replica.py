@@ -134,13 +134,12 @@ def choose_model(persona: Persona, choice: str | None) -> tuple[CachedLLM, str]:
     return persona_llm(persona, "generator"), "base model (no trained model yet)"
 
 
-def open_recall(persona: Persona, generator: str | None = None) -> Recall:
+def open_recall(persona: Persona, generator: str | None = None, hint: str = "") -> Recall:
     """Recall as ft:gen made the training data: its store, generator and `-k`."""
     store = Store(persona, persona_embedder(persona))
     if not store.count():
         raise UsageError(
-            f"the store of {persona.name!r} is empty: run `raft embed {persona.name}` first"
-            " (or talk without memories: --no-memories)"
+            f"the store of {persona.name!r} is empty: run `raft embed {persona.name}` first{hint}"
         )
     k = training_made(persona).get("recall", {}).get("k", RecallSettings().k)
     llm = persona_llm(persona, "generator", generator)
@@ -163,5 +162,6 @@ def open_replica(
     """The persona's replica: the chosen model, and recall unless memories are off."""
     settings = complete_settings(persona, settings)
     llm, label = choose_model(persona, model)
-    recall = open_recall(persona, generator) if settings.memories else None
+    hint = " (or talk without memories: --no-memories)"
+    recall = open_recall(persona, generator, hint) if settings.memories else None
     return Replica(display_name(persona), llm, recall, settings, label)

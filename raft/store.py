@@ -377,6 +377,11 @@ def _where(
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
+def require_chunks(persona: Persona) -> None:
+    if not persona.chunks.is_file():
+        raise RaftError(f"no chunks at {persona.chunks}: run `raft chunk {persona.name}` first")
+
+
 def embed_corpus(
     persona: Persona,
     embedder_spec: str | None = None,
@@ -385,8 +390,7 @@ def embed_corpus(
     embedder: Embedder | None = None,
 ) -> SyncStats:
     """`raft embed`: sync chunks.jsonl into the collection; `embedder` overrides the spec."""
-    if not persona.chunks.is_file():
-        raise RaftError(f"no chunks at {persona.chunks}: run `raft chunk {persona.name}` first")
+    require_chunks(persona)
     if embedder is None:
         from raft.config import persona_embedder
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import date as Date
 from pathlib import Path
 
+from raft.dates import is_iso_date
 from raft.errors import RaftError, UsageError
 from raft.files import write_json
 from raft.paths import Persona
@@ -58,10 +58,8 @@ def load_interview(path: Path, benchmark: bool = False) -> Interview:
     ):
         raise _fail(path, 'missing "participants": {"q": interviewer, "a": target}')
     when = data.get("date")
-    try:
-        Date.fromisoformat(str(when))
-    except ValueError:
-        raise _fail(path, f"bad date {when!r}: use YYYY-MM-DD") from None
+    if not is_iso_date(when):
+        raise _fail(path, f"bad date {when!r}: use YYYY-MM-DD")
     exchanges = data.get("exchanges")
     if not isinstance(exchanges, list) or not exchanges:
         raise _fail(path, 'missing "exchanges": a list of [question, answer] pairs')
@@ -91,10 +89,15 @@ def load_interview(path: Path, benchmark: bool = False) -> Interview:
 
 
 def load_interviews(folder: Path, benchmark: bool = False) -> list[Interview]:
-    """Every `*.json` in the folder, oldest interview first."""
+    """Every `*.json` in the folder, oldest interview first; one interview in two files is
+    refused, since its exchanges would count twice."""
     if not folder.is_dir():
         return []
     interviews = [load_interview(p, benchmark) for p in sorted(folder.glob("*.json"))]
+    for number, first in enumerate(interviews):
+        for second in interviews[number + 1 :]:
+            if reason := _same_interview(second, first):
+                raise RaftError(f"{reason}: keep one of the two files")
     return sorted(interviews, key=lambda i: (i.date, i.id))
 
 
@@ -102,19 +105,23 @@ def _norm(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", "", text.lower()).split())
 
 
+def _same_interview(one: Interview, other: Interview) -> str | None:
+    """Why `one` is `other` again (same url, or most of its texts), or None."""
+    if one.url and one.url == other.url:
+        return f"{one.path} and {other.path} are the same interview (same url)"
+    texts = {_norm(t) for pair in one.exchanges for t in pair}
+    shared = texts & {_norm(t) for pair in other.exchanges for t in pair}
+    if len(shared) * 2 > len(texts):
+        return f"{one.path} repeats most of {other.path}"
+    return None
+
+
 def check_held_out(training: list[Interview], benchmark: list[Interview]) -> None:
-    """The same interview (same url, or mostly the same exchanges) may not be in both sets."""
+    """The same interview may not be both held out and trained on."""
     for held in benchmark:
-        held_texts = {_norm(t) for pair in held.exchanges for t in pair}
         for seen in training:
-            if held.url and held.url == seen.url:
-                raise RaftError(f"{held.path} and {seen.path} are the same interview (same url)")
-            shared = held_texts & {_norm(t) for pair in seen.exchanges for t in pair}
-            if len(shared) * 2 > len(held_texts):
-                raise RaftError(
-                    f"{held.path} repeats most of {seen.path}: a held-out interview must not be "
-                    "trained on"
-                )
+            if reason := _same_interview(held, seen):
+                raise RaftError(f"{reason}: a held-out interview must not be trained on")
 
 
 def training_interviews(persona: Persona) -> list[Interview]:
@@ -202,10 +209,8 @@ def add_transcript(
     else:
         if not (interviewer and when and target):
             raise UsageError("a plain-text transcript needs --interviewer and --date")
-        try:
-            Date.fromisoformat(when)
-        except ValueError:
-            raise UsageError(f"bad --date {when!r}: use YYYY-MM-DD") from None
+        if not is_iso_date(when):
+            raise UsageError(f"bad --date {when!r}: use YYYY-MM-DD")
         try:
             text = file.read_text(encoding="utf-8")
         except UnicodeDecodeError:

@@ -86,7 +86,6 @@ def run_replicas(
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):
         raise UsageError(f"replica labels must differ: {', '.join(labels)}")
-    folder = new_run_folder(persona)
     replies, models = [], {}
     for spec in specs:
         llm, label = choose_model(persona, spec.model)
@@ -106,6 +105,7 @@ def run_replicas(
             {"id": item["id"], "system": spec.label, "reply": text}
             for item, text in zip(items, texts, strict=True)
         ]
+    folder = new_run_folder(persona)  # only now, so an interrupted run leaves no folder
     write_jsonl(folder / "replies.jsonl", replies)
     write_json(
         folder / "run.json",

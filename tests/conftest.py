@@ -69,3 +69,17 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def generated(tmp_path_factory: pytest.TempPathFactory):
+    """The tiny persona after fetch, chunk, embed and ft:gen; yields (folder, env, result).
+    Tests that change it work on a copy."""
+    from tests.helpers import run_cli
+    from tests.tiny_persona import FT_GEN, build_store
+
+    data = tmp_path_factory.mktemp("ftgen") / "data"
+    env = build_store(data)
+    result = run_cli("raft", *FT_GEN, env=env)
+    assert result.returncode == 0, result.stderr
+    return data / "lena", env, result

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import ssl
+import subprocess
+from pathlib import Path
 
 from werkzeug import Request, Response
 
@@ -110,3 +113,21 @@ def site_home(feed_path: str) -> str:
         f'<link rel="alternate" type="application/atom+xml" href="{feed_path}"></head>'
         "<body><h1>Field Notes</h1><p>Welcome.</p></body></html>"
     )
+
+
+# A throwaway self-signed certificate for 127.0.0.1 and localhost, valid 2000-2100, made
+# with `openssl ca -selfsign`. It protects nothing: no client trusts it, which is the point.
+def untrusted_tls_context(folder: Path) -> ssl.SSLContext:
+    """A server-side TLS context with a fresh self-signed certificate for 127.0.0.1 (made
+    with the openssl command, so no key is kept in the repository)."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+        + ["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)]
+        + ["-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context

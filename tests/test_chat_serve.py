@@ -92,13 +92,6 @@ def test_history_is_accepted_and_models_are_listed(server):
     assert [m.id for m in client(server).models.list()] == ["lena"]
 
 
-def test_requests_without_the_key_are_refused(server):
-    with pytest.raises(openai.AuthenticationError):
-        client(server, "sk-wrong").models.list()
-    bare = httpx.post(f"{server}/chat/completions", json={"messages": []})
-    assert bare.status_code == 401 and bare.json()["error"]["code"] == "invalid_api_key"
-
-
 @pytest.mark.parametrize(
     ("body", "problem"),
     [
@@ -159,12 +152,6 @@ def test_chat_without_a_store_says_what_to_run(data_dir):
     (data_dir / "empty").mkdir()
     result = run_cli("raft", "chat", "empty", "--once", "Hello?")
     assert result.returncode == 2 and "run `raft embed empty` first" in result.stderr
-
-
-def test_serve_refuses_a_public_address_without_a_key(persona):
-    _, env, _ = persona
-    result = run_cli("raft", "serve", "lena", "--host", "0.0.0.0", "--no-memories", env=env)
-    assert result.returncode == 2 and "without an API key" in result.stderr
 
 
 def test_chat_prompt_is_the_training_sample_up_to_the_answer():

@@ -58,31 +58,6 @@ def test_each_stage_explains_itself(command):
     assert "Example: raft " + command in " ".join(result.stdout.split())
 
 
-@pytest.mark.parametrize(
-    "name", ["../x", "x/y", "Sample", "has space", "", "-x", "_x", "a" * 65, "caf\u00e9"]
-)
-@pytest.mark.parametrize("program,command", [("raft", "info"), ("raft", "ft:gen"), ("ratf", "run")])
-def test_invalid_persona_name_is_refused_in_one_line(data_dir, program, command, name):
-    result = run_cli(program, command, "--", name)
-    assert result.returncode == 2
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "invalid persona name" in lines[0] and repr(name) in lines[0]
-
-
-def test_longest_valid_name_is_accepted(data_dir):
-    (data_dir / ("a" * 64)).mkdir()
-    assert run_cli("raft", "info", "a" * 64).returncode == 0
-
-
-def test_unknown_persona_says_how_to_start(data_dir):
-    result = run_cli("raft", "info", "nobody")
-    assert result.returncode == 2
-    assert "unknown persona 'nobody'" in result.stderr
-    assert "raft fetch nobody" in result.stderr
-
-
 def test_info_shows_files_and_backends(data_dir):
     persona = data_dir / "maren"
     (persona / "transcripts").mkdir(parents=True)

@@ -117,34 +117,6 @@ def test_report_writes_markdown_and_plots(scored, benched):
     assert str(folder / "report.md") in result.stdout
 
 
-def test_predictions_are_scored_and_bad_files_refused(benched, tmp_path):
-    persona, env, _ = benched
-    items = read_jsonl(persona / "bench" / "items.jsonl")
-    good = tmp_path / "good.jsonl"
-    good.write_text(
-        "".join(json.dumps({"id": i["id"], "reply": i["answer"]}) + "\n" for i in items)
-    )
-    result = run_cli("ratf", "score", "lena", "--predictions", str(good), env=env)
-    assert result.returncode == 0, result.stderr
-    folder = sorted((persona / "ratf" / "runs").iterdir())[-1]
-    summary = json.loads((folder / "summary.json").read_text())
-    assert summary["metrics"]["chrf"]["systems"]["predictions"]["mean"] == pytest.approx(1.0)
-
-    cases = {
-        "unknown item id 'nope#0'": [*items, {"id": "nope#0", "answer": "x"}],
-        "appears twice": [items[0], *items],
-        "no reply for 1 of 2 items": items[:1],
-    }
-    for problem, rows in cases.items():
-        bad = tmp_path / "bad.jsonl"
-        bad.write_text(
-            "".join(json.dumps({"id": r["id"], "reply": r["answer"]}) + "\n" for r in rows)
-        )
-        refused = run_cli("ratf", "score", "lena", "--predictions", str(bad), env=env)
-        assert refused.returncode == 2 and problem in refused.stderr, refused.stderr
-        assert len(refused.stderr.strip().splitlines()) == 1
-
-
 def test_bench_setup_refuses_a_held_out_answer_in_the_corpus(benched, tmp_path):
     import shutil
 

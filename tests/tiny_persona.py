@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 from tests.helpers import run_cli
 
 TARGET = "Lena Marsh"
+FT_GEN = ["ft:gen", "lena", "-k", "2"]
+FINETUNE_FILES = [
+    "raft.jsonl",
+    "openai.jsonl",
+    "openai.valid.jsonl",
+    "messages.jsonl",
+    "messages.valid.jsonl",
+    "sharegpt.json",
+    "stats.json",
+    "cache_keys.txt",
+]
 ESSAYS = {
     "2020-03-01-bees.md": (
         "Rooftop Bees",
@@ -170,3 +182,8 @@ def build_store(data: Path) -> dict[str, str]:
         result = run_cli("raft", *command, env=env)
         assert result.returncode == 0, result.stderr
     return env
+
+
+def digests(folder: Path) -> dict[str, str]:
+    """sha256 of each file ft:gen writes in `folder`."""
+    return {n: hashlib.sha256((folder / n).read_bytes()).hexdigest() for n in FINETUNE_FILES}

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from raft.backends import models
-from raft.backends.cache import Cache, cache_key
+from raft.backends.cache import Cache, key_of, request_text
 from raft.backends.openai_client import make_client
 from raft.backends.spec import BackendSpec, parse_spec
 from raft.errors import RaftError
@@ -224,6 +224,9 @@ class CachedLLM:
         self.model_id = inner.model_id
         self.concurrency = inner.concurrency
         self.calls = 0
+        # Set to a dict to collect key -> request of every call served (ft:gen records
+        # them so `raft check` can read what training sent); off for long-lived servers.
+        self.ledger: dict[str, str] | None = None
         self._count_lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
 
@@ -231,26 +234,35 @@ class CachedLLM:
         with self._count_lock:
             return self._key_locks.setdefault(key, threading.Lock())
 
-    def _key(self, messages: Messages, schema: dict | None, params: dict[str, Any]) -> str:
-        return cache_key(
+    def _request(
+        self, messages: Messages, schema: dict | None, params: dict[str, Any]
+    ) -> tuple[str, str]:
+        """The call's cache key and request text."""
+        request = request_text(
             kind="chat", model=self.model_id, messages=messages, schema=schema, **params
         )
+        key = key_of(request)
+        if self.ledger is not None:
+            with self._count_lock:
+                self.ledger[key] = request
+        return key, request
 
     def _cached(self, key: str) -> str | None:
         hit = self.cache.get(key) if self.cache is not None else None
         return None if hit is None else json.loads(hit)["content"]
 
-    def _store(self, key: str, text: str) -> None:
+    def _store(self, key: str, request: str, text: str) -> None:
         with self._count_lock:
             self.calls += 1
         if self.cache is not None:
-            self.cache.put(key, "chat", json.dumps({"content": text}).encode("utf-8"))
+            value = json.dumps({"content": text}).encode("utf-8")
+            self.cache.put(key, "chat", value, request=request)
 
     def complete(
         self, messages, *, schema=None, temperature=0.0, max_tokens=512, seed=0, stop=None
     ):
         params = sampling(temperature, max_tokens, seed, stop)
-        key = self._key(messages, schema, params)
+        key, request = self._request(messages, schema, params)
         text = self._cached(key)
         if text is not None:
             return text
@@ -260,7 +272,7 @@ class CachedLLM:
                 text = self._cached(key)
                 if text is None:
                     text = self.inner.complete(messages, schema=schema, **params)
-                    self._store(key, text)
+                    self._store(key, request, text)
             finally:
                 with self._count_lock:  # later callers find the answer in the cache
                     self._key_locks.pop(key, None)
@@ -271,7 +283,7 @@ class CachedLLM:
 
         Shares cache entries with `complete`; a stream cut off early is not cached."""
         params = sampling(temperature, max_tokens, seed, stop)
-        key = self._key(messages, None, params)
+        key, request = self._request(messages, None, params)
         text = self._cached(key)
         if text is not None:
             yield text
@@ -280,7 +292,7 @@ class CachedLLM:
         for piece in self.inner.stream(messages, **params):
             pieces.append(piece)
             yield piece
-        self._store(key, "".join(pieces))
+        self._store(key, request, "".join(pieces))
 
     def map(self, requests: list[dict[str, Any]]) -> list[str]:
         """Run many `complete(**request)` calls, at most `concurrency` at once, in order."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import os
+import ssl
 import threading
 import time
 from collections import defaultdict
@@ -16,6 +17,8 @@ from raft import __version__
 
 USER_AGENT = f"raft-toolkit/{__version__} (builds a writer's corpus; honours Retry-After)"
 RETRY_STATUS = {429, 500, 502, 503, 504}
+# Types whose body should be text; NUL bytes in one mean a binary file under a wrong label.
+TEXT_TYPES = ("text/", "html", "xml", "json", "rss", "atom")
 
 
 class FetchError(Exception):
@@ -41,6 +44,15 @@ def _retry_after(value: str | None) -> float | None:
         return float(value)
     parsed = email.utils.parsedate_to_datetime(value)
     return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def _untrusted_certificate(exc: BaseException | None) -> str | None:
+    """Why the server's TLS certificate was refused, when that is what `exc` came from."""
+    while exc is not None:
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return exc.verify_message or str(exc)
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 class Fetcher:
@@ -86,11 +98,13 @@ class Fetcher:
             except httpx.TooManyRedirects:
                 raise FetchError(f"{url}: too many redirects") from None
             except httpx.TransportError as exc:
+                if why := _untrusted_certificate(exc):  # a retry meets the same certificate
+                    raise FetchError(f"{url}: TLS certificate not trusted ({why})") from None
                 if attempt == self.retries:
                     raise FetchError(f"{url}: {type(exc).__name__}: {exc}") from None
             else:
                 if response.status < 400:
-                    return response
+                    return _checked_text(url, response)
                 if response.status not in RETRY_STATUS or attempt == self.retries:
                     raise FetchError(f"{url}: HTTP {response.status}")
                 wait = min(_retry_after(response.retry_after) or wait, 60.0)
@@ -98,12 +112,16 @@ class Fetcher:
         raise AssertionError("unreachable")
 
     def _get_once(self, url: str) -> _Raw:
+        too_big = FetchError(f"{url}: larger than {self.max_bytes >> 20} MB, skipped")
         with self.client.stream("GET", url) as response:
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.max_bytes:
+                raise too_big  # refused before reading any of it
             body = bytearray()
             for part in response.iter_bytes():
                 body += part
                 if len(body) > self.max_bytes:
-                    raise FetchError(f"{url}: larger than {self.max_bytes >> 20} MB, skipped")
+                    raise too_big
             return _Raw(
                 url=str(response.url),
                 status=response.status_code,
@@ -114,6 +132,15 @@ class Fetcher:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _checked_text(url: str, response: Response) -> Response:
+    """`response`, unless it is labelled as text but holds binary data (NUL bytes)."""
+    kind = response.content_type.lower()
+    if any(t in kind for t in TEXT_TYPES) and b"\x00" in response.body[:8192]:
+        label = response.content_type.split(";")[0].strip()
+        raise FetchError(f"{url}: binary content, not a text page (served as {label})")
+    return response
 
 
 @dataclass(frozen=True)

@@ -176,13 +176,18 @@ def load_base(base: str) -> tuple[Any, PreTrainedTokenizerBase]:
     return model, tokenizer
 
 
+def require_training_file(persona: Persona) -> Path:
+    train_file = persona.finetune / "messages.jsonl"
+    if not train_file.is_file():
+        raise UsageError(f"no {train_file}: run `raft ft:gen {persona.name}` first")
+    return train_file
+
+
 def training_rows(
     persona: Persona, tokenizer: PreTrainedTokenizerBase, settings: LoraSettings
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The train and validation rows of `finetune/messages(.valid).jsonl`, fitted to length."""
-    train_file = persona.finetune / "messages.jsonl"
-    if not train_file.is_file():
-        raise UsageError(f"no {train_file}: run `raft ft:gen {persona.name}` first")
+    train_file = require_training_file(persona)
     train, skipped = fit_to_length(load_conversations(train_file), tokenizer, settings.max_length)
     valid, _ = fit_to_length(
         load_conversations(persona.finetune / "messages.valid.jsonl"),
@@ -318,6 +323,7 @@ def start_run(persona: Persona, settings: LoraSettings) -> ModelRecord:
         record.status, record.error = RUNNING, ""
         record.params["resumed"] = True
         return record
+    require_training_file(persona)  # before converting a base model for nothing
     base = resolve_base_model(settings.base_model)
     gpu = on_gpu()
     settings = replace(settings, max_length=settings.max_length or (4096 if gpu else 1024))

@@ -97,8 +97,21 @@ def test_ft_gen_that_fails_midway_keeps_every_finished_call(faulty, tmp_path):
     new_calls = faulty.calls - before
     assert cache.count("chat") == kept + new_calls  # nothing answered was asked again
 
+    # Benchmark, scores and report through the same server, with the same key.
+    outputs = [failed, done]
+    for program, *args in (
+        ["raft", "bench:setup", "lena"],
+        ["ratf", "run", "lena", "--replica", f"base=openai:faulty@{faulty.url},memories=off"],
+        ["ratf", "score", "lena"],
+        ["ratf", "report", "lena"],
+    ):
+        outputs.append(run_cli(program, *args, env=env))
+        assert outputs[-1].returncode == 0, outputs[-1].stderr
+    assert list((tmp_path / "data" / "lena" / "ratf").glob("runs/*/report.md"))
+
     # The key reached the server, but no message and no written file holds it.
-    assert PLANTED_KEY not in failed.stderr + failed.stdout + done.stderr + done.stdout
+    for result in outputs:
+        assert PLANTED_KEY not in result.stderr + result.stdout
     for path in (tmp_path / "data").rglob("*"):
         if path.is_file():
             assert PLANTED_KEY.encode() not in path.read_bytes(), path
