@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import SimpleQueue
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -153,16 +154,26 @@ class Fetch:
         self.on_done = on_done  # called once per page read
         self.workers = max(8, fetcher.per_host * 2)
 
-    def map_pages(self, read: Callable[[T], R], items: list[T]) -> Iterator[R]:
-        """Results of `read` over items, yielded as they complete (bounded by the fetcher)."""
-        self.on_total(len(items))
+    def map_pages(self, read: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+        """Results of `read` over items, yielded as they complete (bounded by the fetcher).
+
+        Each item is read as soon as `items` gives it: a generator still fetching the list
+        (a Substack archive, page by page) overlaps with reading the items it already gave.
+        """
+        finished: SimpleQueue[Future[R]] = SimpleQueue()
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            pending = {pool.submit(read, item) for item in items}
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
+            pending = 0
+            for item in items:
+                self.on_total(1)
+                pool.submit(read, item).add_done_callback(finished.put)
+                pending += 1
+                while not finished.empty():  # what is read already, so it is saved early
+                    pending -= 1
                     self.on_done()
-                    yield future.result()
+                    yield finished.get().result()
+            for _ in range(pending):
+                self.on_done()
+                yield finished.get().result()
 
     def documents(self, source: str) -> Iterator[Item]:
         path = _local_path(self.persona, source)

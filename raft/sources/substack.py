@@ -41,13 +41,15 @@ def substack_documents(
     map_pages,
 ) -> Iterator[Item]:
     """Documents for posts not yet in the corpus; paywalled posts are marked as such."""
-    posts = []
-    for post in archive_posts(fetcher, base, first_page):
-        link = post.get("canonical_url")
-        if link and is_known(link):
-            yield Skipped(link)
-        elif link:
-            posts.append(post)
+    known = []
+
+    def new_posts() -> Iterator[dict]:
+        for post in archive_posts(fetcher, base, first_page):
+            link = post.get("canonical_url")
+            if link and is_known(link):
+                known.append(link)
+            elif link:
+                yield post
 
     def read(post: dict) -> Document | Failure:
         link = post["canonical_url"]
@@ -67,4 +69,6 @@ def substack_documents(
             paywalled=paywalled,
         )
 
-    yield from map_pages(read, posts)
+    # Posts are read while the next archive pages are fetched, not after the last one.
+    yield from map_pages(read, new_posts())
+    yield from map(Skipped, known)

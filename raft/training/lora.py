@@ -289,6 +289,7 @@ def fit_and_save(persona: Persona, record: ModelRecord, trainer: Trainer) -> Non
         "train_loss": result.training_loss,
         "steps": trainer.state.global_step,
         "samples": len(trainer.train_dataset),
+        "train_seconds": round(result.metrics["train_runtime"], 2),
     }
     if trainer.eval_dataset is not None:
         scores = trainer.evaluate()

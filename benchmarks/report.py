@@ -1,0 +1,120 @@
+"""The benchmark table: printed with rich, and written to docs/benchmarks.md with the machine."""
+
+from __future__ import annotations
+
+import os
+import platform
+from datetime import date
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from benchmarks.common import REPO, Result
+
+PACKAGES = [
+    "tiktoken",
+    "chromadb",
+    "sentence-transformers",
+    "torch",
+    "llama_cpp_python",
+    "transformers",
+    "trl",
+    "peft",
+    "httpx",
+    "trafilatura",
+]
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
+
+
+def _mark(result: Result) -> str:
+    return {True: "met", False: "**not met**", None: "not measured"}[result.met]
+
+
+def rows(results: list[Result]) -> list[list[str]]:
+    return [
+        [
+            r.stage,
+            r.measured,
+            _number(r.value),
+            _number(r.raw),
+            _number(r.ratio),
+            r.goal,
+            _mark(r),
+        ]
+        for r in results
+    ]
+
+
+HEADER = ["stage", "measured", "raft", "raw", "ratio", "goal", ""]
+
+
+def print_table(results: list[Result]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*HEADER, title="raft benchmarks")
+    for row in rows(results):
+        table.add_row(*row)
+    Console(width=200).print(table)
+    for r in results:
+        if r.note:
+            print(f"- {r.stage}: {r.note}")
+
+
+def machine() -> list[str]:
+    cpu = "unknown CPU"
+    with open("/proc/cpuinfo") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as handle:
+        total_kb = int(handle.readline().split()[1])
+    versions = []
+    for name in PACKAGES:
+        try:
+            versions.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            continue
+    return [
+        f"- machine: {os.cpu_count()} cores ({cpu}), {total_kb / 2**20:.0f} GiB RAM, "
+        f"{platform.system()} {platform.release()}",
+        f"- Python {platform.python_version()}; " + ", ".join(versions),
+    ]
+
+
+def write_markdown(results: list[Result], seconds: dict[str, float]) -> Path:
+    path = REPO / "docs" / "benchmarks.md"
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `./scripts/bench` (the latest run); do not edit by hand. Each stage is "
+        "measured against the raw work inside it, in the same run: a ratio compares raft "
+        "with that raw reference, medians of repeats. Synthetic corpora are generated with a "
+        "fixed seed.",
+        "",
+        f"Run on {date.today().isoformat()}:",
+        "",
+        *machine(),
+        "- time per stage: "
+        + ", ".join(f"{stage} {s:.0f} s" for stage, s in seconds.items())
+        + f" (total {sum(seconds.values()) / 60:.1f} min)",
+        "",
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "---|" * len(HEADER),
+        *("| " + " | ".join(row) + " |" for row in rows(results)),
+        "",
+        "## Notes",
+        "",
+        *(f"- **{r.stage}**: {r.note}" for r in results if r.note),
+        "",
+    ]
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("\n".join(lines))
+    return path
