@@ -58,6 +58,9 @@ def raw_training(messages: Path, base: str, params: dict) -> None:
             save_strategy="steps",
             save_steps=params["save_steps"],
             use_cpu=True,
+            # TRL's defaults are bf16 and activation checkpointing; raft sets both off on a CPU.
+            bf16=False,
+            gradient_checkpointing=False,
             max_length=params["max_length"],
             report_to="none",
             disable_tqdm=True,
