@@ -45,7 +45,13 @@ def cached(persona: Path, kind: str) -> int:
     if not (persona / "cache.sqlite").exists():
         return 0
     with sqlite3.connect(persona / "cache.sqlite", timeout=30) as db:
-        return db.execute("SELECT COUNT(*) FROM calls WHERE kind = ?", (kind,)).fetchone()[0]
+        try:
+            return db.execute("SELECT COUNT(*) FROM calls WHERE kind = ?", (kind,)).fetchone()[0]
+        except sqlite3.OperationalError as error:
+            # The writer creates the file a moment before its table.
+            if "no such table" in str(error):
+                return 0
+            raise
 
 
 def lines(path: Path) -> int:
