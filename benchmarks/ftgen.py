@@ -3,6 +3,7 @@ LLM requests replayed straight to the server with the same concurrency, then a w
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import random
@@ -16,17 +17,25 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
-
-from benchmarks.common import BIN, SEED, Result, document, paragraph, raft_env, run_measured
+from benchmarks.common import (
+    BIN,
+    SEED,
+    Result,
+    document,
+    free_port,
+    paragraph,
+    raft_env,
+    run_measured,
+    serving,
+)
 
 GOAL_RATIO = 1.15
 GOAL_RERUN_SECONDS = 3.0
 K = 1  # memories per question: three SmolLM2 calls an exchange (rephrase, two judges)
-# The issue asks for 100 exchanges; on 2 CPU cores that is ~300 calls and 16 minutes for the
-# run and its replay, most of the script's 20-minute budget. 40 measure the same per-call
+# The issue asks for 100 exchanges; on 2 CPU cores that is ~300 calls and 14 minutes for the
+# run and its replay, most of the script's 20-minute budget. 30 measure the same per-call
 # overhead; `EXCHANGES=100` in the environment runs the full size.
-EXCHANGES = int(os.environ.get("EXCHANGES", "40"))
+EXCHANGES = int(os.environ.get("EXCHANGES", "30"))
 
 
 def write_persona(root: Path, exchanges: int) -> None:
@@ -54,32 +63,14 @@ def write_persona(root: Path, exchanges: int) -> None:
         path.write_text(json.dumps(interview))
 
 
-def start_server() -> tuple[subprocess.Popen, str]:
-    """SmolLM2 behind llama.cpp's OpenAI-compatible server on a free loopback port."""
-    import socket
-
+def llama_server(port: int) -> list[str]:
+    """SmolLM2 behind llama.cpp's OpenAI-compatible server on a loopback port."""
     from raft.backends.models import smollm2_gguf
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf())]
-        + ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096"]
-        + ["--n_threads", "2", "--model_alias", "smollm2"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("llama_cpp.server did not start")
+    return [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf())] + [
+        "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", "2",
+        "--model_alias", "smollm2",
+    ]  # fmt: skip
 
 
 def recorded_requests(cache: Path) -> list[dict]:
@@ -89,6 +80,18 @@ def recorded_requests(cache: Path) -> list[dict]:
             "SELECT request FROM calls WHERE kind = 'chat' AND request IS NOT NULL ORDER BY rowid"
         ).fetchall()
     return [json.loads(request) for (request,) in rows]
+
+
+def answer_times(cache: Path) -> tuple[float, float]:
+    """When the first and the last chat answers were stored (Unix seconds, whole seconds)."""
+    with sqlite3.connect(cache) as db:
+        first, last = db.execute(
+            "SELECT MIN(created), MAX(created) FROM calls WHERE kind = 'chat'"
+        ).fetchone()
+    return tuple(  # type: ignore[return-value]
+        dt.datetime.fromisoformat(stamp).replace(tzinfo=dt.UTC).timestamp()
+        for stamp in (first, last)
+    )
 
 
 def replay(requests: list[dict], url: str) -> float:
@@ -118,23 +121,22 @@ def run(quick: bool) -> list[Result]:
         env = raft_env(data)
         for command in (["fetch"], ["chunk", "--max-tokens", "256"], ["embed"]):
             run_measured([str(BIN / "raft"), command[0], "bench", *command[1:]], env)
-        server, url = start_server()
-        try:
+        url = f"http://127.0.0.1:{(port := free_port())}/v1"
+        with serving(llama_server(port), f"{url}/models"):
             env["RAFT_GENERATOR"] = f"openai:smollm2@{url}"
             gen = [str(BIN / "raft"), "ft:gen", "bench", "-k", str(K)]
             fresh = data / "fresh"
             shutil.copytree(data / "bench", fresh / "bench")  # its cache holds only embeddings
+            started = time.time()
             seconds, _ = run_measured(gen, env | {"RAFT_DATA_DIR": str(fresh)})
             requests = recorded_requests(fresh / "bench" / "cache.sqlite")
+            first, last = answer_times(fresh / "bench" / "cache.sqlite")
             raw = replay(requests, url)
             start = time.perf_counter()
             again = subprocess.run(
                 gen, env=env | {"RAFT_DATA_DIR": str(fresh)}, capture_output=True, text=True
             )
             rerun = time.perf_counter() - start
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
     calls = re.search(r"(\d+) model calls", again.stdout)
     rerun_calls = int(calls.group(1)) if calls else -1
     ratio = seconds / raw
@@ -148,7 +150,11 @@ def run(quick: bool) -> list[Result]:
             f"<= {GOAL_RATIO}x raw",
             ratio <= GOAL_RATIO,
             "raw: the requests ft:gen recorded in its cache, replayed straight to the same "
-            "llama_cpp.server with the same concurrency (8); one run each (a run is minutes).",
+            "llama_cpp.server with the same concurrency (8); one run each (a run is minutes). "
+            f"raft took {seconds - raw:.0f} s more. Its first answer was stored "
+            f"{first - started:.0f} s after the process started (imports, loading MiniLM, the "
+            "first recall, and the answer's own time, which the replay pays too), its last "
+            f"{started + seconds - last:.0f} s before the process ended (whole-second stamps).",
         ),
         Result(
             "ft:gen re-run",

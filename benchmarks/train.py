@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import json
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.common import BIN, SEED, Result, paragraph, raft_env, run_measured
 
 GOAL = 0.95
+# Tokens per sample: half of raft's CPU default, so a step takes half as long; both sides
+# train on the same samples, so the ratio is unchanged.
+MAX_LENGTH = 512
+PAIRS = 4
 
 
 def write_samples(persona: Path, n: int) -> None:
@@ -25,7 +31,12 @@ def write_samples(persona: Path, n: int) -> None:
     memory.rephrased = paragraph(rng, 2)
     system = system_prompt("Hollis Penwarden", "Jo Park", "2022-01-01")
     turns = [(user_turn(paragraph(rng, 1), [memory]), paragraph(rng, 4)) for _ in range(n)]
-    rows = [to_trl(pack_sample(system, turns, i, 1024).messages) | {"id": str(i)} for i in range(n)]
+    # Packed by cl100k counts with room to spare, so SmolLM2's tokens fit MAX_LENGTH and no
+    # side trims or skips a sample.
+    budget = MAX_LENGTH * 3 // 4
+    rows = [
+        to_trl(pack_sample(system, turns, i, budget).messages) | {"id": str(i)} for i in range(n)
+    ]
     (persona / "finetune").mkdir(parents=True)
     (persona / "finetune" / "messages.jsonl").write_text(
         "".join(json.dumps(row) + "\n" for row in rows)
@@ -33,7 +44,7 @@ def write_samples(persona: Path, n: int) -> None:
     (persona / "persona.toml").write_text('name = "Hollis Penwarden"\n')
 
 
-def raw_training(messages: Path, base: str, params: dict) -> None:
+def plain_trl(messages: Path, base: str, params: dict) -> None:
     """The plain TRL script: the same rows, model, LoRA and trainer settings as the raft run."""
     import torch
     from datasets import Dataset
@@ -84,47 +95,72 @@ def raw_training(messages: Path, base: str, params: dict) -> None:
     print(json.dumps({"steps": trainer.state.global_step, "seconds": metrics["train_runtime"]}))
 
 
+def last_record(persona: Path) -> dict:
+    return json.loads((persona / "models" / "registry.json").read_text())["models"][-1]
+
+
+def raft_rate(persona: Path, steps: int) -> float:
+    """Steps/s of `raft ft:run` (local LoRA), as it records them in the registry."""
+    command = ["ft:run", persona.name, "--max-steps", str(steps), "--save-steps", str(steps)]
+    command += ["--max-length", str(MAX_LENGTH)]
+    run_measured([str(BIN / "raft"), *command], raft_env(persona.parent))
+    metrics = last_record(persona)["metrics"]
+    return metrics["steps"] / metrics["train_seconds"]
+
+
+def raw_rate(persona: Path, steps: int) -> float:
+    """Steps/s of the plain TRL script with the parameters raft's last run recorded."""
+    params = last_record(persona)["params"]
+    assert params["max_steps"] == steps
+    raw = subprocess.run(
+        [sys.executable, "-m", "benchmarks.train", str(persona / "finetune"), json.dumps(params)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=raft_env(persona.parent) | {"PATH": str(BIN)},
+    )
+    done = json.loads(raw.stdout.strip().splitlines()[-1])
+    return done["steps"] / done["seconds"]
+
+
 def run(quick: bool) -> list[Result]:
     steps = 4 if quick else 8
-    raft_rates, raw_rates = [], []
+    rates: dict[Callable, list[float]] = {raft_rate: [], raw_rate: []}
     with tempfile.TemporaryDirectory() as folder:
-        data = Path(folder)
-        write_samples(data / "bench", 64)
-        for _ in range(1 if quick else 2):
-            # raft first, then the plain script, in turns: both see the same machine state.
-            command = ["ft:run", "bench", "--max-steps", str(steps), "--save-steps", str(steps)]
-            run_measured([str(BIN / "raft"), *command], raft_env(data))
-            registry = json.loads((data / "bench" / "models" / "registry.json").read_text())
-            record = registry["models"][-1]
-            metrics, params = record["metrics"], record["params"]
-            raft_rates.append(metrics["steps"] / metrics["train_seconds"])
-            raw = subprocess.run(
-                [sys.executable, "-m", "benchmarks.train", str(data / "bench" / "finetune")]
-                + [json.dumps(params)],
-                capture_output=True,
-                text=True,
-                check=True,
-                env=raft_env(data) | {"PATH": str(BIN)},
-            )
-            done = json.loads(raw.stdout.strip().splitlines()[-1])
-            raw_rates.append(done["steps"] / done["seconds"])
-    ours, reference = sum(raft_rates) / len(raft_rates), sum(raw_rates) / len(raw_rates)
-    ratio = ours / reference
+        persona = Path(folder) / "bench"
+        write_samples(persona, 64)
+        for pair in range(1 if quick else PAIRS):
+            # In turns, each in a fresh process, the side that goes first alternating (raft
+            # first: the plain script takes its parameters from raft's record).
+            for side in (raft_rate, raw_rate) if pair % 2 == 0 else (raw_rate, raft_rate):
+                rates[side].append(side(persona, steps))
+    raft_rates, raw_rates = rates[raft_rate], rates[raw_rate]
+    ours, reference = statistics.median(raft_rates), statistics.median(raw_rates)
+    # Each pair ran back to back on the same machine state; the median pair is the verdict.
+    ratios = [a / b for a, b in zip(raft_rates, raw_rates, strict=True)]
+    ratio = statistics.median(ratios)
+    first, second = statistics.mean(ratios[::2]), statistics.mean(ratios[1::2] or ratios)
     return [
         Result(
             "ft:run local",
-            f"SFT steps/s ({steps} steps, SmolLM2-135M, LoRA r=16, CPU)",
+            f"SFT steps/s ({steps} steps of {MAX_LENGTH} tokens, SmolLM2-135M, LoRA r=16, CPU)",
             ours,
             reference,
             ratio,
             f">= {GOAL} of raw",
             ratio >= GOAL,
-            "Both timed by the trainer's own train_runtime (model loading and evaluation "
-            "excluded), mean of runs taken in turns.",
+            "Both timed by the trainer's own train_runtime (model loading excluded; the "
+            f"checkpoint at the last step included on both sides); {len(ratios)} pairs of runs "
+            "taken in turns, each in a fresh process, which side goes first alternating; ratio "
+            f"per pair: {', '.join(f'{r:.3f}' for r in ratios)} (mean with raft first "
+            f"{first:.3f}, second {second:.3f}: "
+            "a run is faster second in a pair, whichever side it is). The plain script sets bf16 "
+            "and activation checkpointing off, as raft does on a CPU (TRL's defaults turn both "
+            "on).",
         )
     ]
 
 
 if __name__ == "__main__":
     folder, params = Path(sys.argv[1]), json.loads(sys.argv[2])
-    raw_training(folder / "messages.jsonl", params["base_path"], params)
+    plain_trl(folder / "messages.jsonl", params["base_path"], params)

@@ -162,6 +162,79 @@ def test_query_uses_cosine_distance(persona: Persona, embedder: CachedEmbedder) 
     assert hits[1].distance == pytest.approx(1 - float(vectors[0] @ vectors[1]), abs=1e-4)
 
 
+WORDS = [
+    "honey",
+    "bread",
+    "river",
+    "garden",
+    "market",
+    "winter",
+    "clock",
+    "radio",
+    "lamp",
+    "thread",
+    "needle",
+    "bridge",
+]
+
+
+def dated_chunks(n: int) -> list[dict]:
+    """`n` short chunks on mixed topics, chunk i dated i days after 2000-01-01."""
+    rng = np.random.default_rng(3)
+    first = np.datetime64("2000-01-01")
+    return [
+        make_chunk(f"c{i:03d}", str(first + i), " ".join(rng.choice(WORDS, 6)) + f" {i}.")
+        for i in range(n)
+    ]
+
+
+def chroma_queries(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records each Chroma query the store runs: "unfiltered" or "filtered"."""
+    from chromadb.api.models.Collection import Collection
+
+    ran: list[str] = []
+    query = Collection.query
+
+    def counted(collection, *args, **kwargs):
+        ran.append("filtered" if kwargs.get("where") else "unfiltered")
+        return query(collection, *args, **kwargs)
+
+    monkeypatch.setattr(Collection, "query", counted)
+    return ran
+
+
+@pytest.mark.parametrize(
+    ("admitted", "queries"),
+    [
+        (150, ["unfiltered"]),  # k of the nearest 4k pass the date
+        (30, ["unfiltered", "unfiltered"]),  # too few: the nearest 16k are looked at
+        (2, ["unfiltered", "filtered"]),  # so few pass that only Chroma's filter can find k
+    ],
+)
+def test_dated_query_is_the_k_nearest_earlier_records(
+    persona: Persona,
+    embedder: CachedEmbedder,
+    monkeypatch: pytest.MonkeyPatch,
+    admitted: int,
+    queries: list[str],
+) -> None:
+    rows = dated_chunks(200)
+    store = Store(persona, embedder)
+    store.sync(rows)
+    question = "What did the river teach you about bread and winter?"
+    cutoff = rows[admitted]["date"]
+    earlier = rows[:admitted]
+    vectors = embedder.embed([question] + [row["text"] for row in earlier])
+    distances = 1 - vectors[1:] @ vectors[0]
+    nearest = [earlier[i]["id"] for i in np.argsort(distances)[:12]]
+
+    ran = chroma_queries(monkeypatch)
+    hits = store.query(question, k=12, before_date=cutoff)
+    assert [hit.id for hit in hits] == nearest
+    assert all(hit.date < cutoff for hit in hits)
+    assert ran == queries
+
+
 def test_sync_is_incremental(persona: Persona, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(store_module, "PAGE", 2)  # existing records are read in several pages
     rows = chunks()
