@@ -23,7 +23,7 @@ import numpy as np
 from benchmarks.common import SEED, Result
 from benchmarks.embed import DAYS, FIRST, chunk_rows
 
-K = 12  # recall asks the store for twice RecallSettings.k (6), then drops repeats
+K = 12  # recall asks the store for twice the spec's k (6 by default), then drops repeats
 GOAL_MS = 20.0
 TOPICS = (
     "repair kettle solder hinge ledger workshop spring patina screw glue clock radio bench "

@@ -23,24 +23,27 @@ PAIRS = 4
 
 def write_samples(persona: Path, n: int) -> None:
     """finetune/messages.jsonl: packed samples built by raft's own formatting code."""
-    from raft.dataset import pack_sample, to_trl
-    from raft.memories import Memory, system_prompt, user_turn
+    from raft.conversation import ConversationSpec, Exchange, render, system_prompt
+    from raft.dataset import to_trl
+    from raft.memories import Memory
 
     rng = random.Random(SEED)
     memory = Memory("essay:0", "essay", "An essay", "", "2021-01-01", "", 0.1)
     memory.rephrased = paragraph(rng, 2)
     system = system_prompt("Hollis Penwarden", "Jo Park", "2022-01-01")
-    turns = [(user_turn(paragraph(rng, 1), [memory]), paragraph(rng, 4)) for _ in range(n)]
+    turns = [Exchange(paragraph(rng, 1), paragraph(rng, 4), [memory]) for _ in range(n)]
     # Packed by cl100k counts with room to spare, so SmolLM2's tokens fit MAX_LENGTH and no
     # side trims or skips a sample.
-    budget = MAX_LENGTH * 3 // 4
-    rows = [
-        to_trl(pack_sample(system, turns, i, budget).messages) | {"id": str(i)} for i in range(n)
-    ]
+    spec = ConversationSpec(target="Hollis Penwarden", max_tokens=MAX_LENGTH * 3 // 4, reserve=160)
+    rows = []
+    for i, turn in enumerate(turns):
+        rendered = render(system, turns[:i], turn.question, [memory], [spec.budget], turn.answer)
+        rows.append(to_trl(rendered.messages) | {"id": str(i)})
     (persona / "finetune").mkdir(parents=True)
     (persona / "finetune" / "messages.jsonl").write_text(
         "".join(json.dumps(row) + "\n" for row in rows)
     )
+    (persona / "finetune" / "stats.json").write_text(json.dumps({"spec": spec.to_row()}))
     (persona / "persona.toml").write_text('name = "Hollis Penwarden"\n')
 
 

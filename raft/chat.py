@@ -6,8 +6,9 @@ from __future__ import annotations
 import sys
 
 from raft.console import err
+from raft.conversation import Exchange
 from raft.memories import Memory
-from raft.replica import Replica, Turn
+from raft.replica import Replica
 
 
 def show_memories(memories: list[Memory]) -> None:
@@ -21,9 +22,9 @@ def show_memories(memories: list[Memory]) -> None:
         )
 
 
-def answer(replica: Replica, history: list[Turn], question: str) -> Turn:
+def answer(replica: Replica, history: list[Exchange], question: str) -> Exchange:
     """Recall, show the memories, stream the reply to stdout; the turn for the history."""
-    memories = replica.remember(question)
+    memories = replica.remember(question, history)
     show_memories(memories)
     pieces: list[str] = []
     for piece in replica.stream(replica.messages(history, question, memories)):
@@ -34,7 +35,7 @@ def answer(replica: Replica, history: list[Turn], question: str) -> Turn:
         sys.stdout.flush()
     sys.stdout.write("\n")
     sys.stdout.flush()
-    return Turn(question, "".join(pieces).strip(), memories)
+    return Exchange(question, "".join(pieces).strip(), memories)
 
 
 def run_chat(replica: Replica, once: str | None) -> None:
@@ -46,7 +47,7 @@ def run_chat(replica: Replica, once: str | None) -> None:
         f"talking to {replica.target} ({replica.label}); /reset starts over, /quit or Ctrl-D ends",
         highlight=False,
     )
-    history: list[Turn] = []
+    history: list[Exchange] = []
     while True:
         err.print("you> ", end="", highlight=False)
         line = sys.stdin.readline()

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from raft.backends.cache import Cache
+from raft.conversation import system_prompt
+from raft.dataset import Sample
 from raft.errors import RaftError
 from raft.files import read_jsonl
-from raft.memories import system_prompt
 from raft.paths import Persona
 from raft.transcripts import check_held_out, load_interviews
 
@@ -62,27 +63,20 @@ def file_lines(folder: Path) -> Iterator[tuple[str, str]]:
 
 
 def store_documents(persona: Persona) -> Iterator[tuple[str, str]]:
-    """Every text in the Chroma store, read in pages."""
-    import chromadb
+    """Every text in the persona's store, embedded or on the `RAFT_CHROMA_URL` server."""
+    from raft.backends.embed import make_embedder
+    from raft.config import backend_spec
+    from raft.store import Store
 
-    if not persona.chroma.is_dir():
-        return
-    client = chromadb.PersistentClient(path=str(persona.chroma))
-    name = f"raft-{persona.name}-chunks"
-    if name not in [c.name for c in client.list_collections()]:
-        return
-    collection = client.get_collection(name, embedding_function=None)
-    for offset in range(0, collection.count(), 1000):
-        page = collection.get(limit=1000, offset=offset, include=["documents"])
-        yield from (
-            (f"store record {i}", doc or "")
-            for i, doc in zip(page["ids"], page["documents"], strict=True)
-        )
+    # Reading stored text embeds nothing, so the embedder goes without the call cache:
+    # a check should not create cache.sqlite.
+    store = Store(persona, make_embedder(backend_spec(persona, "embedder")))
+    yield from ((f"store record {i}", doc) for i, doc in store.documents())
 
 
-def training_rows(persona: Persona) -> list[dict]:
+def training_samples(persona: Persona) -> list[Sample]:
     path = persona.finetune / "raft.jsonl"
-    return list(read_jsonl(path)) if path.is_file() else []
+    return [Sample.from_row(row) for row in read_jsonl(path)] if path.is_file() else []
 
 
 def check_separate(persona: Persona) -> str | None:
@@ -97,12 +91,12 @@ def check_separate(persona: Persona) -> str | None:
 
 def check_memory_dates(persona: Persona) -> str | None:
     """Every memory in a training sample predates its interview (or its passage)."""
-    for row in training_rows(persona):
-        for memory in row["memories"]:
-            if memory["date"] and memory["date"] >= row["date"]:
+    for sample in training_samples(persona):
+        for memory in sample.memories:
+            if memory.date and memory.date >= sample.date:
                 return (
-                    f"sample {row['id']} recalls {memory['chunk_id']} dated {memory['date']}, "
-                    f"not before {row['date']}"
+                    f"sample {sample.id} recalls {memory.chunk_id} dated {memory.date}, "
+                    f"not before {sample.date}"
                 )
     return None
 
@@ -113,32 +107,32 @@ def check_answers_verbatim(persona: Persona) -> str | None:
     chunks: dict[str, str] = {}
     if persona.chunks.is_file():
         chunks = {c["id"]: norm(c["text"]) for c in read_jsonl(persona.chunks)}
-    for row in training_rows(persona):
-        final = row["messages"][-1]["content"]
-        if final != row["answer"]:
-            return f"sample {row['id']}: the final message is not the recorded answer"
-        if not row["synthetic"] and final not in answers:
-            return f"sample {row['id']}: the answer is in no transcript"
-        if row["synthetic"]:
-            source = chunks.get(row["source_chunk"], "")
+    for sample in training_samples(persona):
+        final = sample.messages[-1]["content"]
+        if final != sample.answer:
+            return f"sample {sample.id}: the final message is not the recorded answer"
+        if not sample.synthetic and final not in answers:
+            return f"sample {sample.id}: the answer is in no transcript"
+        if sample.synthetic:
+            source = chunks.get(sample.source_chunk, "")
             lines = [norm(line) for line in final.splitlines() if norm(line)]
             if not source or not all(line in source for line in lines):
-                return f"sample {row['id']}: the answer is not the text of {row['source_chunk']}"
+                return f"sample {sample.id}: the answer is not the text of {sample.source_chunk}"
     return None
 
 
 def check_system_prompts(persona: Persona) -> str | None:
     """System prompts are the template's, so no scraped text reached them."""
-    for row in training_rows(persona):
-        expected = system_prompt(row["target"], row["interviewer"], row["date"])
-        if row["messages"][0] != {"role": "system", "content": expected}:
-            return f"sample {row['id']}: the system prompt differs from the template"
+    for sample in training_samples(persona):
+        expected = system_prompt(sample.target, sample.interviewer, sample.date)
+        if sample.messages[0] != {"role": "system", "content": expected}:
+            return f"sample {sample.id}: the system prompt differs from the template"
     return None
 
 
 def check_training_calls(persona: Persona, held: list[tuple[str, str]]) -> str | None:
     """No held-out text in any request ft:gen sent (read back from the call cache)."""
-    if not training_rows(persona):
+    if not (persona.finetune / "raft.jsonl").is_file():
         return None
     listed = persona.cache_keys
     first = f"run `raft ft:gen {persona.name}` to record them (cached calls cost nothing)"

@@ -11,15 +11,19 @@ from __future__ import annotations
 import bisect
 import hashlib
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from itertools import accumulate, islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from raft.backends.tokens import encoding
+from raft.console import Tally
 from raft.errors import RaftError, UsageError
-from raft.files import read_jsonl, write_jsonl
+from raft.files import count_lines, read_jsonl, write_jsonl
 from raft.paths import Persona
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 MAX_TOKENS = 512
 OVERLAP_TOKENS = 64
@@ -32,8 +36,6 @@ TOKEN, SENTENCE, PARAGRAPH = 0, 1, 2
 # fixed character, which lets `re` skip ahead fast; trailing spaces before a line break simply
 # stay in the sentence.
 _BREAK = re.compile(r"[.!?…][\"'”’)\]»]*\s+|[。！？][」』”’）]*\s*|\n\s*")
-
-Progress = Callable[[Iterable[dict[str, Any]], str], Iterable[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -359,11 +361,10 @@ def chunk_corpus(
     """Chunk every document of corpus.jsonl into chunks.jsonl, replacing it atomically."""
     check_parameters(max_tokens, overlap_tokens)
     if not persona.corpus.is_file():
-        raise RaftError(f"no corpus at {persona.corpus}: run `raft fetch {persona.name}` first")
+        raise UsageError(f"no corpus at {persona.corpus}: run `raft fetch {persona.name}` first")
     stats = ChunkStats()
-    documents: Iterable[dict[str, Any]] = read_jsonl(persona.corpus)
-    if progress is not None:
-        documents = progress(documents, "chunking")
+    tally = Tally(progress, "chunking", count_lines(persona.corpus))
+    documents = (tally.advance() or doc for doc in read_jsonl(persona.corpus))
     write_jsonl(persona.chunks, _rows(persona, documents, stats, max_tokens, overlap_tokens))
     return stats
 

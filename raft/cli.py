@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from raft.console import persona_argument, progress_bar, run, track
+from raft.console import Tally, persona_argument, progress_bar, run
 from raft.errors import RaftError, UsageError
 from raft.paths import Persona
 
@@ -78,7 +78,8 @@ def chunk(persona: Persona, max_tokens: int, overlap: int) -> None:
     """
     from raft.chunking import chunk_corpus
 
-    stats = chunk_corpus(persona.require(), max_tokens, overlap, progress=track)
+    with progress_bar() as progress:
+        stats = chunk_corpus(persona.require(), max_tokens, overlap, progress)
     click.echo(
         f"chunk {persona.name}: {stats.documents} documents -> {stats.chunks} chunks, "
         f"{stats.tokens} tokens"
@@ -100,11 +101,9 @@ def embed(persona: Persona, embedder: str | None, rebuild: bool) -> None:
 
     require_chunks(persona.require())  # before the progress bar, so the error stands alone
     total = count_lines(persona.chunks)
-    with progress_bar() as bar:
-        task = bar.add_task("embedding", total=total)
-        stats = embed_corpus(
-            persona, embedder, rebuild=rebuild, progress=lambda n: bar.advance(task, n)
-        )
+    with progress_bar() as progress:
+        tally = Tally(progress, "embedding", total)
+        stats = embed_corpus(persona, embedder, rebuild=rebuild, progress=tally.advance)
     click.echo(
         f"embed {persona.name}: {stats.added} added, {stats.updated} updated, "
         f"{stats.removed} removed, {stats.unchanged} unchanged ({stats.embedded} embedded)"
@@ -165,7 +164,7 @@ def transcript_add(
     or a transcript JSON to validate and copy.
     Example: raft transcript:add sample talk.txt --interviewer "Jo Park" --date 2024-01-05
     """
-    from raft.config import display_name
+    from raft.config import display_name, record_target
     from raft.transcripts import add_transcript
 
     persona.require()
@@ -178,6 +177,7 @@ def transcript_add(
         target=target or display_name(persona),
         benchmark=benchmark,
     )
+    record_target(persona)
     click.echo(f"transcript:add {persona.name}: wrote {out}")
 
 
@@ -187,6 +187,13 @@ def transcript_add(
 @click.option("--generic", is_flag=True, help="Only write the generic raft.jsonl.")
 @click.option("-k", "k", default=6, show_default=True, help="Memories retrieved per question.")
 @click.option("--max-tokens", default=4096, show_default=True, help="Token budget per sample.")
+@click.option(
+    "--answer-reserve",
+    default=512,
+    show_default=True,
+    help="Tokens of the budget kept for the answer: history is packed into the rest, the same "
+    "way at inference, where there is no answer yet.",
+)
 @click.option(
     "--distractors",
     default=0.0,
@@ -223,6 +230,7 @@ def ft_gen(
     generic: bool,
     k: int,
     max_tokens: int,
+    answer_reserve: int,
     distractors: float,
     context: bool,
     valid_fraction: float,
@@ -250,6 +258,8 @@ def ft_gen(
         raise UsageError(
             "need 0 <= --distractors <= 1, 0 <= --valid-fraction < 1, -k >= 1, --max-tokens >= 256"
         )
+    if not 0 <= answer_reserve < max_tokens:
+        raise UsageError("need 0 <= --answer-reserve < --max-tokens")
     chosen = tuple(dict.fromkeys(lens.strip() for lens in lenses.split(",") if lens.strip()))
     unknown = [lens for lens in chosen if lens not in LENSES]
     if unknown or not chosen:
@@ -259,6 +269,7 @@ def ft_gen(
     settings = GenSettings(
         k=k,
         max_tokens=max_tokens,
+        reserve=answer_reserve,
         distractors=distractors,
         context=context,
         valid_fraction=valid_fraction,
@@ -267,8 +278,8 @@ def ft_gen(
         ),
     )
     only = "oai" if oai else "generic" if generic else None
-    with progress_bar() as bar:
-        stats, calls = run_ft_gen(persona.require(), settings, only, generator, embedder, bar)
+    with progress_bar() as progress:
+        stats, calls = run_ft_gen(persona.require(), settings, only, generator, embedder, progress)
     print_ft_gen_summary(persona, stats, calls)
 
 
@@ -411,27 +422,29 @@ def models(persona: Persona) -> None:
 
 @cli.command("bench:setup")
 @persona_argument
-@click.option("--oai", is_flag=True, help="Also write the prompts in OpenAI chat format.")
-@click.option("--generic", is_flag=True, help="Only write the generic benchmark items.")
-@click.option("--generator", metavar="SPEC", help="LLM for rephrase and judge (as ft:gen).")
+@click.option("--oai", is_flag=True, help="Only rebuild the OpenAI prompt files from items.jsonl.")
+@click.option("--generic", is_flag=True, help="Only write the generic bench/items.jsonl.")
+@click.option("--generator", metavar="SPEC", help="Override the training data's generator (warns).")
 def bench_setup(persona: Persona, oai: bool, generic: bool, generator: str | None) -> None:
     """Build RATF benchmark items from the held-out interviews in benchmark/.
 
     Per exchange: the question, the real answer, the real history so far, and the memories
     recalled as at inference (writing dated before the interview, judged from the question
     alone). Refuses when a held-out interview is also in training data or in the corpus.
-    Writes bench/items.jsonl; --oai also bench/openai.jsonl (prompts with memories) and
-    bench/openai.no-memories.jsonl.
-    Example: raft bench:setup sample --oai
+    Writes bench/items.jsonl, bench/openai.jsonl (prompts with memories) and
+    bench/openai.no-memories.jsonl; --generic only the first, --oai only the other two
+    (from the existing items, without a model call).
+    Example: raft bench:setup sample
     """
     from ratf.items import build_items
 
     if oai and generic:
         raise UsageError("--oai and --generic exclude each other")
-    with progress_bar() as bar:
-        items = build_items(persona.require(), oai, generator, bar)
-    kept = sum(len(i["kept"]) for i in items)
-    interviews = len({i["interview"] for i in items})
+    only = "oai" if oai else "generic" if generic else None
+    with progress_bar() as progress:
+        items = build_items(persona.require(), only, generator, progress)
+    kept = sum(len(i.kept) for i in items)
+    interviews = len({i.interview for i in items})
     click.echo(
         f"bench:setup {persona.name}: {len(items)} items from {interviews} held-out "
         f"interview{'s' if interviews != 1 else ''}, "
@@ -443,6 +456,11 @@ def replica_options(command):
     """Options shared by chat and serve: which model, and how the replica remembers."""
     options = [
         click.option("--model", metavar="ID_OR_SPEC", help="Registry id or backend spec."),
+        click.option(
+            "--generator",
+            metavar="SPEC",
+            help="Override the generator the model's training data was made with (warns).",
+        ),
         click.option("--no-memories", is_flag=True, help="Answer without recalled writing."),
         click.option("--before", metavar="DATE", help="Talk to the author as of this date."),
         click.option("--interviewer", default="the interviewer", show_default=True),
@@ -466,7 +484,7 @@ def open_persona_replica(persona: Persona, options: dict):
         temperature=options["temperature"],
         seed=options["seed"],
     )
-    return open_replica(persona.require(), options["model"], settings)
+    return open_replica(persona.require(), options["model"], settings, options["generator"])
 
 
 @cli.command()

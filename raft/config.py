@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
+from raft import console
 from raft.backends.cache import Cache
 from raft.backends.embed import CachedEmbedder, make_embedder
 from raft.backends.llm import CachedLLM, make_llm
@@ -38,9 +41,66 @@ def save_config(persona: Persona, config: dict[str, Any]) -> None:
     write_text(persona.config, tomli_w.dumps(config))
 
 
+@dataclass(frozen=True)
+class Target:
+    """Who the replica is, and where that was read."""
+
+    name: str
+    source: str  # "persona.toml", "transcripts" or "folder"
+
+    @property
+    def prompt_name(self) -> str:
+        """The name prompts give the author: a folder slug is no person's name."""
+        return self.name if self.source != "folder" else "the author"
+
+
+def transcript_names(persona: Persona) -> Counter[str]:
+    """How many training transcripts give each name as `participants.a`."""
+    from raft.transcripts import load_interviews
+
+    return Counter(i.target for i in load_interviews(persona.transcripts))
+
+
+def target(persona: Persona, warn: bool = True) -> Target:
+    """One rule everywhere: `name` in persona.toml, else the name the training transcripts
+    give the author (the most common one), else the folder name, with a warning."""
+    name = load_config(persona).get("name")
+    if isinstance(name, str) and name.strip():
+        return Target(name.strip(), "persona.toml")
+    names = transcript_names(persona)
+    if names:
+        return Target(names.most_common(1)[0][0], "transcripts")
+    if warn:
+        console.warn(
+            f"{persona.config} has no `name` and no training transcript names the author: "
+            f"showing {persona.name!r}, and prompts call the author 'the author'"
+        )
+    return Target(persona.name, "folder")
+
+
 def display_name(persona: Persona) -> str:
-    """The target's name as interviews and prompts use it."""
-    return str(load_config(persona).get("name") or persona.name)
+    """The target's name for people: reports, tables, titles."""
+    return target(persona, warn=False).name
+
+
+def record_target(persona: Persona) -> Target:
+    """Write the target's name into persona.toml when it has none (the rest of the file is
+    kept as written), and report transcripts that name the author otherwise."""
+    found = target(persona, warn=False)
+    if found.source == "transcripts":
+        text = persona.config.read_text(encoding="utf-8") if persona.config.is_file() else ""
+        import tomli_w
+
+        # Top-level keys must precede any table, so the name goes first.
+        write_text(persona.config, tomli_w.dumps({"name": found.name}) + text)
+        console.warn(f"recorded the author's name {found.name!r} in {persona.config}")
+    others = {n: c for n, c in transcript_names(persona).items() if n != found.name}
+    for name, count in sorted(others.items()):
+        console.warn(
+            f"{count} training transcript(s) name the author {name!r}; prompts use "
+            f"{found.name!r} (set `name` in {persona.config} to choose)"
+        )
+    return found
 
 
 def backend_spec(persona: Persona, role: str, override: str | None = None) -> BackendSpec:

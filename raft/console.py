@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
 import click
@@ -20,7 +19,8 @@ T = TypeVar("T")
 
 class _Progress(Progress):
     def stop(self) -> None:
-        if not self.tasks:  # failed before any work began: leave no blank line above the error
+        # Failed before any work was done: leave no bar or blank line above the error.
+        if not any(task.completed for task in self.tasks):
             self.live.transient = True
         super().stop()
 
@@ -36,10 +36,32 @@ def progress_bar() -> Progress:
     return _Progress(*columns, console=err, transient=False)
 
 
-def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-    """Iterate with a progress bar on stderr."""
-    with progress_bar() as progress:
-        yield from progress.track(items, total=total, description=description)
+class Tally:
+    """One line of a progress display, the one interface every stage reports through:
+    stages take the CLI's `Progress` (or None, and then counting does nothing)."""
+
+    def __init__(self, progress: Progress | None, description: str, total: int | None = None):
+        self.progress = progress
+        self.task = progress.add_task(description, total=total) if progress else None
+
+    def advance(self, n: int = 1) -> None:
+        if self.progress is not None:
+            self.progress.advance(self.task, n)
+
+    def grow(self, n: int) -> None:
+        """More work than announced: `n` more steps."""
+        if self.progress is not None:
+            total = self.progress.tasks[self.task].total or 0
+            self.progress.update(self.task, total=total + n)
+
+    def describe(self, description: str) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, description=description)
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr."""
+    click.echo(f"raft: warning: {message}", err=True)
 
 
 def _to_persona(ctx: click.Context, param: click.Parameter, value: str) -> Persona:

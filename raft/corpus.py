@@ -14,10 +14,11 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import SimpleQueue
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 from raft.config import load_config, save_config
+from raft.console import Tally
 from raft.files import read_jsonl, write_failed
 from raft.paths import Persona
 from raft.sources import Document, Failure, Item, Skipped
@@ -26,6 +27,9 @@ from raft.sources.http import Fetcher, FetchError
 from raft.sources.local import local_documents
 from raft.sources.pages import extract_article, find_feed_link
 from raft.sources.substack import archive_page, substack_documents
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -242,7 +246,7 @@ def fetch_corpus(
     persona: Persona,
     sources: Iterable[str] = (),
     per_host: int = 4,
-    progress: Any = None,
+    progress: Progress | None = None,
 ) -> FetchSummary:
     """Fetch every source into corpus.jsonl; sources given explicitly are recorded."""
     given = list(sources)
@@ -251,21 +255,11 @@ def fetch_corpus(
     summary = FetchSummary()
     fetcher = Fetcher(per_host=per_host)
     corpus = CorpusFile(persona.corpus)
-    task = progress.add_task("fetching", total=0) if progress else None
-
-    def on_total(n: int) -> None:
-        if progress:
-            progress.update(task, total=(progress.tasks[task].total or 0) + n)
-
-    def on_done() -> None:
-        if progress:
-            progress.advance(task)
-
-    run = Fetch(persona, fetcher, corpus, on_total, on_done)
+    tally = Tally(progress, "fetching", 0)
+    run = Fetch(persona, fetcher, corpus, tally.grow, tally.advance)
     try:
         for source in chosen:
-            if progress:
-                progress.update(task, description=f"fetching {source}")
+            tally.describe(f"fetching {source}")
             before = (summary.new, summary.skipped)
             source_failed = False
             for item in run.documents(source):

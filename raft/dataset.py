@@ -1,58 +1,67 @@
-"""Fine-tuning samples: packing earlier conversation into a token budget, and the formats
-(OpenAI chat fine-tuning, TRL messages, ShareGPT) written from the generic raft.jsonl.
+"""Fine-tuning samples (`finetune/raft.jsonl` rows) and the formats written from them:
+OpenAI chat fine-tuning, TRL messages, ShareGPT. Samples are rendered by
+`raft.conversation.render`, the function inference uses too.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from raft.backends.tokens import count_tokens
+from raft.conversation import Message, count_message_tokens
+from raft.memories import Memory
 
-Message = dict[str, Any]
 ROLES = {"system", "user", "assistant"}
-# Per-message overhead of chat formatting, as in OpenAI's token-counting guidance.
-MESSAGE_OVERHEAD = 4
-
-
-def count_message_tokens(messages: list[Message]) -> int:
-    return sum(count_tokens(m["content"]) + MESSAGE_OVERHEAD for m in messages) + 2
 
 
 @dataclass
-class Packed:
-    messages: list[Message]  # system, history turns, the question (with memories), the answer
-    history: list[int]  # indices of the earlier exchanges included, oldest first
-    dropped: int  # earlier exchanges left out for the budget
-    n_tokens: int
+class Sample:
+    """One fine-tuning sample: a line of `finetune/raft.jsonl`."""
 
+    id: str
+    interview: str
+    interviewer: str
+    target: str
+    date: str
+    url: str
+    index: int
+    question: str
+    answer: str
+    memories: list[Memory]  # every memory retrieved, with both verdicts
+    kept: list[str]  # chunk ids in the question's memory slot
+    distractors: bool = False
+    synthetic: bool = False
+    lens: str = ""
+    source_chunk: str = ""
+    messages: list[Message] = field(default_factory=list)
+    history: list[int] = field(default_factory=list)
+    history_dropped: int = 0
+    n_tokens: int = 0
+    made: dict[str, Any] = field(default_factory=dict)
 
-def pack_sample(system: str, turns: list[tuple[str, str]], index: int, max_tokens: int) -> Packed:
-    """Sample for exchange `index`: as many earlier turns as fit, the newest kept first.
+    def useful(self) -> list[Memory]:
+        """Pass-1 memories: what the replica recalls for this question live."""
+        return [m for m in self.memories if m.useful]
 
-    `turns` are (user turn with memory slot, real answer) for every exchange of the interview.
-    """
-    head = [{"role": "system", "content": system}]
-    tail = [
-        {"role": "user", "content": turns[index][0]},
-        {"role": "assistant", "content": turns[index][1]},
-    ]
-    used = count_message_tokens(head + tail)
-    history: list[int] = []
-    for earlier in range(index - 1, -1, -1):
-        cost = sum(count_tokens(t) + MESSAGE_OVERHEAD for t in turns[earlier])
-        if used + cost > max_tokens:
-            break
-        used += cost
-        history.insert(0, earlier)
-    middle = [
-        {"role": role, "content": text}
-        for i in history
-        for role, text in zip(("user", "assistant"), turns[i], strict=True)
-    ]
-    return Packed(head + middle + tail, history, index - len(history), used)
+    def kept_memories(self) -> list[Memory]:
+        by_id = {m.chunk_id: m for m in self.memories}
+        return [by_id[chunk_id] for chunk_id in self.kept]
+
+    def to_row(self) -> dict[str, Any]:
+        row = dataclasses.asdict(self)
+        if not self.synthetic:
+            del row["lens"], row["source_chunk"]
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Sample:
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in row.items() if k in names}
+        values["memories"] = [Memory.from_row(m) for m in row.get("memories", [])]
+        return cls(**values)
 
 
 def to_openai(messages: list[Message]) -> dict[str, Any]:

@@ -8,6 +8,8 @@ class RaftError(Exception):
 
 
 class UsageError(RaftError):
-    """Bad input on the command line (a persona name, a flag value)."""
+    """The command was asked wrongly: a bad name, flag value or input file, or a stage run
+    before the stage it needs (the message names the command to run first). Exit 2;
+    a command that was asked rightly and failed exits 1."""
 
     exit_code = 2

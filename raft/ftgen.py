@@ -9,18 +9,28 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from raft.backends.llm import CachedLLM
-from raft.config import display_name, persona_embedder, persona_llm
-from raft.dataset import check_openai, is_validation, pack_sample, to_openai, to_sharegpt, to_trl
-from raft.errors import RaftError
+from raft.backends.embed import make_embedder
+from raft.backends.llm import CachedLLM, make_llm
+from raft.concurrency import bounded_map
+from raft.config import backend_spec, open_cache, record_target
+from raft.console import Tally
+from raft.conversation import ConversationSpec, Exchange, render, system_prompt
+from raft.dataset import (
+    Sample,
+    check_openai,
+    is_validation,
+    to_openai,
+    to_sharegpt,
+    to_trl,
+)
+from raft.errors import RaftError, UsageError
 from raft.files import read_jsonl, write_json, write_jsonl, write_text
-from raft.memories import Memory, Recall, RecallSettings, system_prompt, user_turn
+from raft.memories import Recall
 from raft.paths import Persona
-from raft.store import Store
+from raft.store import Store, require_store
 from raft.synthetic import BackTranslator, SyntheticSettings, speech_answer
 from raft.transcripts import Interview, interview_memory_rows, training_interviews
 
@@ -31,6 +41,7 @@ SYNTHETIC_INTERVIEWER = "an interviewer"
 class GenSettings:
     k: int = 6
     max_tokens: int = 4096  # token budget of one packed sample
+    reserve: int = 512  # of which kept for the answer, so history never depends on it
     distractors: float = 0.0  # chance a sample also keeps pass-1-only memories
     context: bool = False  # add the previous answer to the retrieval query
     valid_fraction: float = 0.1
@@ -44,80 +55,71 @@ def _keeps_distractors(sample_id: str, settings: GenSettings) -> bool:
     return random.Random(f"{settings.seed}:{sample_id}").random() < settings.distractors
 
 
-def _sample_row(
+def _recalled(
     recall: Recall,
     settings: GenSettings,
-    *,
-    sample_id: str,
-    question: str,
-    answer: str,
+    sample: Sample,
     before: str | None,
-    context: str = "",
+    previous_answer: str = "",
     exclude_doc: str | None = None,
-    **fields: Any,
-) -> dict[str, Any]:
-    """Recall and judge memories for one question with its real answer; the raft.jsonl row."""
-    memories = recall.recall(question, before=before, context=context, exclude_doc=exclude_doc)
-    recall.check_against_answer(question, answer, memories)
-    distractor = _keeps_distractors(sample_id, settings)
-    kept = [m for m in memories if m.useful and (m.consistent or distractor)]
-    return {
-        "id": sample_id,
-        **fields,
-        "question": question,
-        "answer": answer,
-        "memories": [m.row() for m in memories],
-        "kept": [m.chunk_id for m in kept],
-        "distractors": distractor,
-    }
+) -> Sample:
+    """Recall and judge memories for the sample's question with its real answer."""
+    memories = recall.recall(sample.question, before, previous_answer, exclude_doc)
+    recall.check_against_answer(sample.question, sample.answer, memories)
+    sample.distractors = _keeps_distractors(sample.id, settings)
+    sample.memories = memories
+    sample.kept = [
+        m.chunk_id for m in memories if m.useful and (m.consistent or sample.distractors)
+    ]
+    return sample
 
 
-def _exchange_row(
+def _exchange_sample(
     recall: Recall, interview: Interview, index: int, settings: GenSettings
-) -> dict[str, Any]:
+) -> Sample:
     question, answer = interview.exchanges[index]
-    context = interview.exchanges[index - 1][1] if settings.context and index else ""
-    return _sample_row(
-        recall,
-        settings,
-        sample_id=f"{interview.id}:{index}",
-        question=question,
-        answer=answer,
-        before=interview.date,
-        context=context,
+    sample = Sample(
+        id=f"{interview.id}:{index}",
         interview=interview.id,
         interviewer=interview.interviewer,
-        target=interview.target,
+        target=recall.target,
         date=interview.date,
         url=interview.url,
         index=index,
-        synthetic=False,
-    )
-
-
-def _synthetic_row(
-    recall: Recall, chunk: dict[str, Any], lens: str, question: str, settings: GenSettings
-) -> dict[str, Any]:
-    """A back-translated sample: the author's passage is the answer, never rewritten."""
-    answer = speech_answer(chunk["text"]) if settings.synthetic.speech else chunk["text"].strip()
-    return _sample_row(
-        recall,
-        settings,
-        sample_id=f"synthetic:{chunk['id']}:{lens}",
         question=question,
         answer=answer,
-        before=chunk.get("date") or None,
-        exclude_doc=chunk["doc_id"],  # no memory may contain the answer
-        interview=f"synthetic:{chunk['id']}:{lens}",
+        memories=[],
+        kept=[],
+    )
+    previous = interview.exchanges[index - 1][1] if index else ""
+    return _recalled(recall, settings, sample, interview.date, previous)
+
+
+def _synthetic_sample(
+    recall: Recall, chunk: dict[str, Any], lens: str, question: str, settings: GenSettings
+) -> Sample:
+    """A back-translated sample: the author's passage is the answer, never rewritten."""
+    answer = speech_answer(chunk["text"]) if settings.synthetic.speech else chunk["text"].strip()
+    sample_id = f"synthetic:{chunk['id']}:{lens}"
+    sample = Sample(
+        id=sample_id,
+        interview=sample_id,
         interviewer=SYNTHETIC_INTERVIEWER,
         target=recall.target,
         date=chunk.get("date") or "an unknown date",
         url=chunk.get("link", ""),
         index=0,
+        question=question,
+        answer=answer,
+        memories=[],
+        kept=[],
         synthetic=True,
         lens=lens,
         source_chunk=chunk["id"],
     )
+    # No memory may contain the answer: the passage's whole document is left out.
+    before = chunk.get("date") or None
+    return _recalled(recall, settings, sample, before, exclude_doc=chunk["doc_id"])
 
 
 def max_synthetic(real: int, ratio: float) -> int:
@@ -127,23 +129,55 @@ def max_synthetic(real: int, ratio: float) -> int:
     return int(ratio * real / (1 - ratio) + 1e-9)
 
 
-def _pack_interview(rows: list[dict[str, Any]], settings: GenSettings) -> None:
-    """Add the packed `messages` (and what history they carry) to each row of one interview."""
-    turns = []
-    for row in rows:
-        by_id = {m["chunk_id"]: m for m in row["memories"]}
-        kept = [Memory(**by_id[chunk_id]) for chunk_id in row["kept"]]
-        turns.append((user_turn(row["question"], kept), row["answer"]))
-    first = rows[0]
-    system = system_prompt(first["target"], first["interviewer"], first["date"])
-    for row in rows:
-        packed = pack_sample(system, turns, row["index"], settings.max_tokens)
-        row.update(
-            messages=packed.messages,
-            history=packed.history,
-            history_dropped=packed.dropped,
-            n_tokens=packed.n_tokens,
+def render_interview(samples: list[Sample], spec: ConversationSpec) -> None:
+    """Render each sample of one interview, in order, with the earlier exchanges as history.
+
+    The history rule, the same at inference: an earlier exchange's slot shows the memories
+    judged useful from its question alone (what the replica recalls live); only the
+    sample's own question shows the memories kept against the real answer.
+    """
+    first = samples[0]
+    system = system_prompt(spec.target, first.interviewer, first.date)
+    history = [Exchange(s.question, s.answer, s.useful()) for s in samples]
+    for sample in samples:
+        rendered = render(
+            system,
+            history[: sample.index],
+            sample.question,
+            sample.kept_memories(),
+            [spec.budget],
+            answer=sample.answer,
         )
+        sample.messages = rendered.messages
+        sample.history = rendered.history
+        sample.history_dropped = rendered.dropped
+        sample.n_tokens = rendered.n_tokens
+
+
+def open_spec(
+    persona: Persona,
+    settings: GenSettings,
+    generator: str | None,
+    embedder: str | None,
+) -> tuple[ConversationSpec, CachedLLM, Store]:
+    """The conversation spec this run makes data with, its generator and its store."""
+    gen_spec = backend_spec(persona, "generator", generator)
+    emb_spec = backend_spec(persona, "embedder", embedder)
+    store = Store(persona, make_embedder(emb_spec, open_cache(persona)))
+    require_store(persona, store)
+    llm = make_llm(gen_spec, open_cache(persona))
+    spec = ConversationSpec(
+        target=record_target(persona).prompt_name,
+        generator=str(gen_spec),
+        generator_id=llm.model_id,
+        embedder=str(emb_spec),
+        embedder_id=store.embedder.model_id,
+        k=settings.k,
+        context=settings.context,
+        max_tokens=settings.max_tokens,
+        reserve=settings.reserve,
+    )
+    return spec, llm, store
 
 
 def generate(
@@ -152,55 +186,51 @@ def generate(
     generator: str | None = None,
     embedder: str | None = None,
     progress: Any = None,
-) -> tuple[list[dict[str, Any]], dict[str, Any], CachedLLM]:
-    """Rows of raft.jsonl for every exchange, how they were made, and the LLM that made them."""
+) -> tuple[list[Sample], dict[str, Any], CachedLLM]:
+    """Samples for every exchange, how they were made, and the LLM that made them."""
     interviews = training_interviews(persona)
     if not interviews:
-        raise RaftError(
+        raise UsageError(
             f"no training interviews in {persona.transcripts}: add one with "
             f"`raft transcript:add {persona.name} FILE`"
         )
-    store = Store(persona, persona_embedder(persona, embedder))
-    if not store.count():
-        raise RaftError(f"the store is empty: run `raft embed {persona.name}` first")
+    spec, llm, store = open_spec(persona, settings, generator, embedder)
     # Earlier interviews are past output too; dated, so only later interviews retrieve them.
     store.sync(interview_memory_rows(interviews), kind="interview")
-    llm = persona_llm(persona, "generator", generator)
     llm.ledger = {}  # every request behind the samples, for `raft check`
-    recall = Recall(store, llm, display_name(persona), RecallSettings(k=settings.k))
+    recall = Recall(store, llm, spec)
 
     jobs = [(iv, i) for iv in interviews for i in range(len(iv.exchanges))]
-    task = progress.add_task("ft:gen samples", total=len(jobs)) if progress else None
+    tally = Tally(progress, "ft:gen samples", len(jobs))
 
-    def run_all(make_row, items: list) -> list[dict[str, Any]]:
-        """One row per item, at most `concurrency` at a time, in order."""
+    def advance(_: Sample) -> None:
+        tally.advance()
 
-        def step(item) -> dict[str, Any]:
-            row = make_row(item)
-            if progress:
-                progress.advance(task)
-            return row
-
-        with ThreadPoolExecutor(max_workers=max(1, llm.concurrency)) as pool:
-            return list(pool.map(step, items))
-
-    rows = run_all(lambda job: _exchange_row(recall, *job, settings), jobs)
-    made = {**recall.made(), "ft_gen": asdict(settings)}
+    samples = bounded_map(
+        lambda job: _exchange_sample(recall, *job, settings), jobs, llm.concurrency, advance
+    )
+    made: dict[str, Any] = {"spec": spec.to_row(), "ft_gen": asdict(settings)}
     if settings.synthetic.n:
         translator = BackTranslator(llm, store.embedder, recall.target, settings.synthetic)
-        cap = max_synthetic(len(rows), settings.synthetic.ratio)
+        cap = max_synthetic(len(samples), settings.synthetic.ratio)
         passages = translator.select(read_jsonl(persona.chunks), min(settings.synthetic.n, cap))
         pairs = translator.pairs(passages)[:cap]
-        if progress:
-            progress.update(task, total=len(jobs) + len(pairs))
-        rows += run_all(lambda pair: _synthetic_row(recall, *pair, settings), pairs)
-        made["prompts"] |= translator.made()["prompts"]
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(row["interview"], []).append(row)
+        tally.grow(len(pairs))
+        samples += bounded_map(
+            lambda pair: _synthetic_sample(recall, *pair, settings),
+            pairs,
+            llm.concurrency,
+            advance,
+        )
+        made["synthetic_prompts"] = translator.made()["prompts"]
+    groups: dict[str, list[Sample]] = {}
+    for sample in samples:
+        groups.setdefault(sample.interview, []).append(sample)
     for group in groups.values():
-        _pack_interview(group, settings)
-    return rows, made, llm
+        render_interview(group, spec)
+    for sample in samples:
+        sample.made = made
+    return samples, made, llm
 
 
 def record_calls(persona: Persona, llm: CachedLLM) -> None:
@@ -211,46 +241,45 @@ def record_calls(persona: Persona, llm: CachedLLM) -> None:
     write_text(persona.cache_keys, "".join(f"{key}\n" for key in sorted(llm.ledger or {})))
 
 
-def write_formats(persona: Persona, rows: list[dict[str, Any]], settings: GenSettings) -> dict:
-    """The OpenAI, TRL and ShareGPT files from raft.jsonl rows; returns the OpenAI check."""
-    train = [r for r in rows if not is_validation(r["id"], settings.valid_fraction)]
-    valid = [r for r in rows if is_validation(r["id"], settings.valid_fraction)]
-    openai_train = [to_openai(r["messages"]) for r in train]
-    check = check_openai(
-        openai_train + [to_openai(r["messages"]) for r in valid], settings.token_limit
-    )
+def write_formats(persona: Persona, samples: list[Sample], settings: GenSettings) -> dict:
+    """The OpenAI, TRL and ShareGPT files from the samples; returns the OpenAI check."""
+    train = [s for s in samples if not is_validation(s.id, settings.valid_fraction)]
+    valid = [s for s in samples if is_validation(s.id, settings.valid_fraction)]
+    check = check_openai([to_openai(s.messages) for s in train + valid], settings.token_limit)
     if check.errors:
         raise RaftError("OpenAI file check failed: " + "; ".join(check.errors))
     out = persona.finetune
-    write_jsonl(out / "openai.jsonl", openai_train)
-    write_jsonl(out / "openai.valid.jsonl", [to_openai(r["messages"]) for r in valid])
-    write_jsonl(out / "messages.jsonl", [to_trl(r["messages"]) | {"id": r["id"]} for r in train])
-    write_jsonl(
-        out / "messages.valid.jsonl", [to_trl(r["messages"]) | {"id": r["id"]} for r in valid]
-    )
-    write_json(out / "sharegpt.json", [to_sharegpt(r["messages"]) | {"id": r["id"]} for r in rows])
+    write_jsonl(out / "openai.jsonl", [to_openai(s.messages) for s in train])
+    write_jsonl(out / "openai.valid.jsonl", [to_openai(s.messages) for s in valid])
+    write_jsonl(out / "messages.jsonl", [to_trl(s.messages) | {"id": s.id} for s in train])
+    write_jsonl(out / "messages.valid.jsonl", [to_trl(s.messages) | {"id": s.id} for s in valid])
+    write_json(out / "sharegpt.json", [to_sharegpt(s.messages) | {"id": s.id} for s in samples])
     return {"train": len(train), "valid": len(valid), "warnings": check.warnings}
 
 
-def statistics(rows: list[dict[str, Any]], made: dict[str, Any], split: dict) -> dict[str, Any]:
-    memories = [m for r in rows for m in r["memories"]]
-    tokens = [r["n_tokens"] for r in rows]
+def statistics(samples: list[Sample], made: dict[str, Any], split: dict) -> dict[str, Any]:
+    memories = [m for s in samples for m in s.memories]
+    tokens = [s.n_tokens for s in samples]
     bins = Counter(min(t // 512, 16) * 512 for t in tokens)
+    spec = made.get("spec", {})
     return {
-        "samples": len(rows),
-        "real_samples": sum(not r["synthetic"] for r in rows),
-        "synthetic_samples": sum(bool(r["synthetic"]) for r in rows),
-        "interviews": len({r["interview"] for r in rows if not r["synthetic"]}),
+        "samples": len(samples),
+        "real_samples": sum(not s.synthetic for s in samples),
+        "synthetic_samples": sum(s.synthetic for s in samples),
+        "interviews": len({s.interview for s in samples if not s.synthetic}),
         "memories": {
             "retrieved": len(memories),
-            "useful_by_question": sum(bool(m["useful"]) for m in memories),
-            "consistent_with_answer": sum(bool(m["consistent"]) for m in memories),
-            "kept": sum(len(r["kept"]) for r in rows),
-            "errors": sum(bool(m["error"]) for m in memories),
+            "useful_by_question": sum(bool(m.useful) for m in memories),
+            "consistent_with_answer": sum(bool(m.consistent) for m in memories),
+            "kept": sum(len(s.kept) for s in samples),
+            "errors": sum(bool(m.error) for m in memories),
         },
-        "synthetic_by_lens": dict(Counter(r["lens"] for r in rows if r["synthetic"])),
-        "samples_with_distractors": sum(r["distractors"] for r in rows),
-        "samples_truncated": sum(r["history_dropped"] > 0 for r in rows),
+        "synthetic_by_lens": dict(Counter(s.lens for s in samples if s.synthetic)),
+        "samples_with_distractors": sum(s.distractors for s in samples),
+        "samples_truncated": sum(s.history_dropped > 0 for s in samples),
+        # An answer longer than the reserve takes the sample past the budget; history is
+        # chosen without the answer, so that inference can choose it the same way.
+        "samples_over_budget": sum(s.n_tokens > spec.get("max_tokens", 1 << 30) for s in samples),
         "tokens": {
             "min": min(tokens, default=0),
             "max": max(tokens, default=0),
@@ -258,6 +287,7 @@ def statistics(rows: list[dict[str, Any]], made: dict[str, Any], split: dict) ->
             "histogram": {f"{lo}-{lo + 511}": n for lo, n in sorted(bins.items())},
         },
         "split": split,
+        "spec": spec,
         "made": made,
     }
 
@@ -274,15 +304,15 @@ def run_ft_gen(
     generic = persona.finetune / "raft.jsonl"
     if only == "oai":
         if not generic.is_file():
-            raise RaftError(f"no {generic}: run `raft ft:gen {persona.name} --generic` first")
-        rows = list(read_jsonl(generic))
-        made, calls = (rows[0].get("made", {}) if rows else {}), 0
+            raise UsageError(f"no {generic}: run `raft ft:gen {persona.name} --generic` first")
+        samples = [Sample.from_row(row) for row in read_jsonl(generic)]
+        made, calls = (samples[0].made if samples else {}), 0
     else:
-        rows, made, llm = generate(persona, settings, generator, embedder, progress)
+        samples, made, llm = generate(persona, settings, generator, embedder, progress)
         calls = llm.calls
-        write_jsonl(generic, [r | {"made": made} for r in rows])
+        write_jsonl(generic, [s.to_row() for s in samples])
         record_calls(persona, llm)
-    split = {} if only == "generic" else write_formats(persona, rows, settings)
-    stats = statistics(rows, made, split)
+    split = {} if only == "generic" else write_formats(persona, samples, settings)
+    stats = statistics(samples, made, split)
     write_json(persona.finetune / "stats.json", stats)
     return stats, calls

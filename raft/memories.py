@@ -1,20 +1,19 @@
-"""Retrieve -> rephrase -> judge -> memory slot: the one path shared by ft:gen, chat/serve
-and bench:setup, so the replica is tested and served on exactly what it was trained on.
+"""Retrieve -> rephrase -> judge: the one path shared by ft:gen, chat/serve and bench:setup,
+so the replica is tested and served on exactly what it was trained on. The memory slot
+itself is rendered by `raft.conversation`.
 """
 
 from __future__ import annotations
 
 import re
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from raft.backends.llm import CachedLLM, StructuredOutputError, complete_json
-from raft.prompts import prompt_hashes, render
+from raft.concurrency import bounded_map
+from raft.conversation import ConversationSpec
+from raft.prompts import render
 from raft.store import Hit, Store
-
-PROMPTS = ("system", "memory_slot", "rephrase", "judge_question", "judge_answer")
-
 
 # A verdict's reason is capped, so that the JSON always closes within the token budget:
 # small models otherwise ramble in it until the reply is cut off mid-string.
@@ -60,14 +59,10 @@ class Memory:
     def row(self) -> dict[str, Any]:
         return asdict(self)
 
-
-@dataclass(frozen=True)
-class RecallSettings:
-    k: int = 6
-    rephrase_tokens: int = 80  # one or two sentences
-    judge_tokens: int = 120
-    temperature: float = 0.0
-    seed: int = 0
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Memory:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in row.items() if k in names})
 
 
 _PREAMBLE = re.compile(r"^(sure|okay|ok|here is|here's|certainly)\b[^\n:]*:\s*", re.I)
@@ -85,33 +80,35 @@ def clean_rephrasing(text: str) -> str:
 
 
 class Recall:
-    """Memories for a question from the author's earlier writing, judged as at inference."""
+    """Memories for a question from the author's earlier writing, judged as at inference.
 
-    def __init__(
-        self, store: Store, llm: CachedLLM, target: str, settings: RecallSettings | None = None
-    ):
+    Built from a conversation spec, so training and inference retrieve, rephrase and judge
+    the same way: same `k`, same use of the previous answer, same generation settings.
+    """
+
+    def __init__(self, store: Store, llm: CachedLLM, spec: ConversationSpec):
         self.store = store
         self.llm = llm
-        self.target = target
-        self.settings = settings or RecallSettings()
-
-    def made(self) -> dict[str, Any]:
-        """How memories were made, for every file that records them."""
-        return {
-            "generator": self.llm.model_id,
-            "embedder": self.store.embedder.model_id,
-            "prompts": prompt_hashes(*PROMPTS),
-            "recall": asdict(self.settings),
-        }
+        self.spec = spec
+        self.target = spec.target
 
     def retrieve(
-        self, question: str, before: str | None, context: str = "", exclude_doc: str | None = None
+        self,
+        question: str,
+        before: str | None,
+        previous_answer: str = "",
+        exclude_doc: str | None = None,
     ) -> list[Memory]:
-        """Top-k chunks dated strictly before `before`, one per document part, no repeats."""
-        query = f"{context}\n\n{question}" if context else question
-        hits = self.store.query(
-            query, k=self.settings.k * 2, before_date=before, exclude_doc=exclude_doc
+        """Top-k chunks dated strictly before `before`, one per document part, no repeats.
+
+        With the spec's `context`, the previous answer joins the query."""
+        k = self.spec.k
+        query = (
+            f"{previous_answer}\n\n{question}"
+            if self.spec.context and previous_answer
+            else question
         )
+        hits = self.store.query(query, k=k * 2, before_date=before, exclude_doc=exclude_doc)
         memories: list[Memory] = []
         seen: set[str] = set()
         for hit in hits:
@@ -120,19 +117,19 @@ class Recall:
                 continue
             seen.update((hit.id, key))
             memories.append(Memory.from_hit(hit))
-            if len(memories) == self.settings.k:
+            if len(memories) == k:
                 break
         return memories
 
     def _chat(self, prompt: str, max_tokens: int) -> str:
-        s = self.settings
+        s = self.spec
         messages = [{"role": "user", "content": prompt}]
         return self.llm.complete(
             messages, temperature=s.temperature, max_tokens=max_tokens, seed=s.seed, stop=["\n\n"]
         )
 
     def _judge(self, prompt: str, schema: dict[str, Any]) -> dict[str, Any]:
-        s = self.settings
+        s = self.spec
         messages = [{"role": "user", "content": prompt}]
         return complete_json(
             self.llm,
@@ -151,7 +148,7 @@ class Recall:
             date=memory.date or "an unknown date",
             passage=memory.text,
         )
-        memory.rephrased = clean_rephrasing(self._chat(prompt, self.settings.rephrase_tokens))
+        memory.rephrased = clean_rephrasing(self._chat(prompt, self.spec.rephrase_tokens))
         if not memory.rephrased:
             memory.error = "empty rephrasing"
 
@@ -187,40 +184,24 @@ class Recall:
         memory.consistent = verdict["consistent"]
         memory.consistent_reason = verdict["reason"].strip()
 
-    def _each(self, work, memories: list[Memory]) -> None:
-        with ThreadPoolExecutor(max_workers=max(1, self.llm.concurrency)) as pool:
-            list(pool.map(work, memories))
-
     def recall(
-        self, question: str, before: str | None, context: str = "", exclude_doc: str | None = None
+        self,
+        question: str,
+        before: str | None,
+        previous_answer: str = "",
+        exclude_doc: str | None = None,
     ) -> list[Memory]:
         """Retrieve, rephrase and judge from the question alone, as the replica does live."""
-        memories = self.retrieve(question, before, context, exclude_doc)
+        memories = self.retrieve(question, before, previous_answer, exclude_doc)
 
         def work(memory: Memory) -> None:
             self.rephrase(question, memory)
             self.judge_question(question, memory)
 
-        self._each(work, memories)
+        bounded_map(work, memories, self.llm.concurrency)
         return memories
 
     def check_against_answer(self, question: str, answer: str, memories: list[Memory]) -> None:
         """Pass 2 for the memories that passed pass 1."""
-        self._each(
-            lambda m: self.judge_answer(question, answer, m), [m for m in memories if m.useful]
-        )
-
-
-def memory_slot(memories: list[Memory]) -> str:
-    """The block that carries kept memories, identical at training and inference."""
-    lines = "\n".join(f"- ({m.date or 'undated'}) {m.rephrased}" for m in memories)
-    return render("memory_slot", memories=lines)
-
-
-def user_turn(question: str, memories: list[Memory]) -> str:
-    """The interviewer's question, then the memory slot when any memory was kept."""
-    return f"{question}\n\n{memory_slot(memories)}" if memories else question
-
-
-def system_prompt(target: str, interviewer: str, date: str) -> str:
-    return render("system", target=target, interviewer=interviewer, date=date)
+        useful = [m for m in memories if m.useful]
+        bounded_map(lambda m: self.judge_answer(question, answer, m), useful, self.llm.concurrency)

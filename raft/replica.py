@@ -1,36 +1,42 @@
 """The replica at inference: the one path that `chat`, `serve` and the benchmark share.
 
-Per question: recall memories exactly as ft:gen's question-only pass does (same prompts,
-same generator), put the useful ones in the memory slot the training samples used, pack
-the conversation with the same budget rule as the training samples, and ask the model.
+A replica is built from the conversation spec its model was trained with (the registry
+record's copy, else the current training data's, else the persona's defaults): the same
+target, recall (generator, embedder, `k`, context) and token budgets. Per question it
+recalls memories as ft:gen's question-only pass does and renders the prompt with
+`raft.conversation.render`, the function that rendered the training samples.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import date
 
+from raft.backends.embed import make_embedder
 from raft.backends.llm import CachedLLM, LlamaCppLLM, OpenAILLM, make_llm
 from raft.backends.models import smollm2_gguf
-from raft.config import display_name, open_cache, persona_embedder, persona_llm
-from raft.dataset import Message, pack_sample
+from raft.backends.spec import parse_spec
+from raft.config import backend_spec, open_cache, target
+from raft.console import warn
+from raft.conversation import (
+    PROMPTS,
+    Budget,
+    ConversationSpec,
+    Exchange,
+    Message,
+    render,
+    system_prompt,
+    training_spec,
+)
 from raft.errors import UsageError
-from raft.memories import Memory, Recall, RecallSettings, system_prompt, user_turn
+from raft.memories import Memory, Recall
 from raft.paths import Persona
-from raft.store import Store
+from raft.prompts import prompt_hashes
+from raft.store import Store, require_store
 from raft.training.registry import SUCCEEDED, ModelRecord, load_records
 
-DEFAULT_CONTEXT = 4096  # ft:gen's default --max-tokens
 OPENAI_API = "https://api.openai.com"
-
-
-@dataclass
-class Turn:
-    question: str
-    reply: str
-    memories: list[Memory] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,6 @@ class ReplicaSettings:
     before: str | None = None  # talk to the author as of this date: only earlier writing
     interviewer: str = "the interviewer"
     date: str = ""  # of the conversation; default: `before`, else today
-    max_context: int = 0  # token budget of a prompt; default: the one ft:gen packed with
     reply_tokens: int = 512
     temperature: float = 0.7
     seed: int = 0
@@ -50,32 +55,52 @@ class Replica:
 
     def __init__(
         self,
-        target: str,
-        model: CachedLLM,
+        spec: ConversationSpec,
+        model: CachedLLM | None,
         recall: Recall | None,
         settings: ReplicaSettings,
+        budgets: list[Budget],
         label: str = "",
     ):
-        self.target = target
+        self.spec = spec
+        self.target = spec.target
         self.model = model
         self.recall = recall
         self.settings = settings
-        self.label = label or model.model_id
+        self.budgets = budgets
+        self.label = label or (model.model_id if model else "")
 
-    def remember(self, question: str) -> list[Memory]:
-        """The memories judged useful from the question alone, as in ft:gen's pass 1."""
+    def with_settings(self, **changes) -> Replica:
+        settings = replace(self.settings, **changes)
+        return Replica(self.spec, self.model, self.recall, settings, self.budgets, self.label)
+
+    def recalled(self, question: str, history: list[Exchange]) -> list[Memory]:
+        """Every memory recalled for the question, judged from the question alone as in
+        ft:gen's pass 1; with the spec's `context`, the previous answer joins the query."""
         if self.recall is None:
             return []
-        recalled = self.recall.recall(question, before=self.settings.before)
-        return [m for m in recalled if m.useful]
+        previous = history[-1].answer if history else ""
+        return self.recall.recall(question, self.settings.before, previous)
 
-    def messages(self, history: list[Turn], question: str, memories: list[Memory]) -> list[Message]:
-        """The prompt: a training sample's messages up to, not including, the answer."""
+    def remember(self, question: str, history: list[Exchange]) -> list[Memory]:
+        """The memories for the question's slot: those judged useful."""
+        return [m for m in self.recalled(question, history) if m.useful]
+
+    def recall_history(self, pairs: list[tuple[str, str]]) -> list[Exchange]:
+        """Earlier (question, answer) pairs with the memories their slots show: each recalled
+        as it was live, which is the training samples' history rule."""
+        history: list[Exchange] = []
+        for question, answer in pairs:
+            history.append(Exchange(question, answer, self.remember(question, history)))
+        return history
+
+    def messages(
+        self, history: list[Exchange], question: str, memories: list[Memory]
+    ) -> list[Message]:
+        """The prompt: what a training sample renders, without the answer."""
         s = self.settings
         system = system_prompt(self.target, s.interviewer, s.date)
-        turns = [(user_turn(t.question, t.memories), t.reply) for t in history]
-        turns.append((user_turn(question, memories), ""))
-        return pack_sample(system, turns, len(history), s.max_context).messages[:-1]
+        return render(system, history, question, memories, self.budgets).messages
 
     def stream(self, messages: list[Message]) -> Iterator[str]:
         s = self.settings
@@ -84,12 +109,32 @@ class Replica:
         )
 
 
-def training_made(persona: Persona) -> dict:
-    """How ft:gen made the training data (`stats.json`), so inference can match it."""
-    stats = persona.finetune / "stats.json"
-    if not stats.is_file():
-        return {}
-    return json.loads(stats.read_text(encoding="utf-8")).get("made", {})
+def persona_spec(persona: Persona) -> ConversationSpec:
+    """The spec of the current training data, else the persona's defaults."""
+    spec = training_spec(persona)
+    if spec is not None:
+        return spec
+    return ConversationSpec(
+        target=target(persona).prompt_name,
+        generator=str(backend_spec(persona, "generator")),
+        embedder=str(backend_spec(persona, "embedder")),
+    )
+
+
+def model_spec(persona: Persona, record: ModelRecord | None) -> ConversationSpec:
+    """The spec a model was trained with; a base model follows the current training data."""
+    if record is not None and record.spec:
+        return ConversationSpec.from_row(record.spec)
+    return persona_spec(persona)
+
+
+def model_budgets(persona: Persona, spec: ConversationSpec, record: ModelRecord | None):
+    """The spec's budget, and the one the model was trained with where it had its own."""
+    budgets = [spec.budget]
+    if record is not None and record.budget:
+        b = record.budget
+        budgets.append(Budget(b["limit"], b["reserve"], str(persona.root / b["tokenizer"])))
+    return budgets
 
 
 def record_model(persona: Persona, record: ModelRecord) -> CachedLLM:
@@ -117,51 +162,63 @@ def record_model(persona: Persona, record: ModelRecord) -> CachedLLM:
     return CachedLLM(LlamaCppLLM(smollm2_gguf(), lora_path=adapter), cache)
 
 
-def choose_model(persona: Persona, choice: str | None) -> tuple[CachedLLM, str]:
-    """A registry id or backend spec; by default the newest trained model, else the base."""
+def choose_model(persona: Persona, choice: str | None) -> tuple[CachedLLM, str, ModelRecord | None]:
+    """A registry id or backend spec; by default the newest trained model, else the base.
+    Returns the model, its label, and its registry record when it has one."""
     records = load_records(persona)
     if choice:
         for record in records:
             if record.id == choice:
-                return record_model(persona, record), record.id
+                return record_model(persona, record), record.id, record
         if ":" not in choice and choice != "local":
             known = ", ".join(r.id for r in records) or "none yet"
             raise UsageError(f"no model {choice!r} in the registry (known: {known})")
-        return make_llm(choice, open_cache(persona)), choice
+        return make_llm(choice, open_cache(persona)), choice, None
     done = [r for r in records if r.status == SUCCEEDED]
     if done:
-        return record_model(persona, done[-1]), done[-1].id
-    return persona_llm(persona, "generator"), "base model (no trained model yet)"
+        return record_model(persona, done[-1]), done[-1].id, done[-1]
+    base = make_llm(backend_spec(persona, "generator"), open_cache(persona))
+    return base, "base model (no trained model yet)", None
 
 
-def open_recall(persona: Persona, generator: str | None = None, hint: str = "") -> Recall:
-    """Recall as ft:gen made the training data: its store, generator and `-k`."""
-    store = Store(persona, persona_embedder(persona))
-    if not store.count():
-        raise UsageError(
-            f"the store of {persona.name!r} is empty: run `raft embed {persona.name}` first{hint}"
+def open_recall(
+    persona: Persona, spec: ConversationSpec, generator: str | None = None, hint: str = ""
+) -> Recall:
+    """Recall as the spec says: its store, embedder, generator, `k` and context. A
+    `generator` that differs from the spec's gets one warning line naming both."""
+    cache = open_cache(persona)
+    store = Store(persona, make_embedder(spec.embedder, cache))
+    require_store(persona, store, hint)
+    chosen = str(parse_spec(generator)) if generator else spec.generator
+    llm = make_llm(chosen, cache)
+    if chosen != spec.generator:
+        warn(
+            f"--generator {chosen} differs from the generator the training data was made "
+            f"with ({spec.generator}): memories are not judged as in training"
         )
-    k = training_made(persona).get("recall", {}).get("k", RecallSettings().k)
-    llm = persona_llm(persona, "generator", generator)
-    return Recall(store, llm, display_name(persona), RecallSettings(k=k))
+    elif spec.generator_id and llm.model_id != spec.generator_id:
+        warn(
+            f"the generator {spec.generator} is now {llm.model_id}; the training data was "
+            f"made with {spec.generator_id}"
+        )
+    changed = sorted(n for n, h in prompt_hashes(*PROMPTS).items() if spec.prompts.get(n) != h)
+    if changed:
+        warn(f"prompt templates changed since the training data was made: {', '.join(changed)}")
+    return Recall(store, llm, spec)
 
 
-def complete_settings(persona: Persona, settings: ReplicaSettings) -> ReplicaSettings:
-    """Fill in the conversation date and the training samples' token budget."""
-    budget = training_made(persona).get("ft_gen", {}).get("max_tokens", DEFAULT_CONTEXT)
-    return replace(
-        settings,
-        date=settings.date or settings.before or date.today().isoformat(),
-        max_context=settings.max_context or budget,
-    )
+def conversation_date(settings: ReplicaSettings) -> ReplicaSettings:
+    """The conversation is dated `--before` when given, else today."""
+    return replace(settings, date=settings.date or settings.before or date.today().isoformat())
 
 
 def open_replica(
     persona: Persona, model: str | None, settings: ReplicaSettings, generator: str | None = None
 ) -> Replica:
-    """The persona's replica: the chosen model, and recall unless memories are off."""
-    settings = complete_settings(persona, settings)
-    llm, label = choose_model(persona, model)
+    """The persona's replica: the chosen model, built from the spec it was trained with."""
+    llm, label, record = choose_model(persona, model)
+    spec = model_spec(persona, record)
     hint = " (or talk without memories: --no-memories)"
-    recall = open_recall(persona, generator, hint) if settings.memories else None
-    return Replica(display_name(persona), llm, recall, settings, label)
+    recall = open_recall(persona, spec, generator, hint) if settings.memories else None
+    budgets = model_budgets(persona, spec, record)
+    return Replica(spec, llm, recall, conversation_date(settings), budgets, label)

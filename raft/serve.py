@@ -12,14 +12,14 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 from fastapi import Request  # FastAPI resolves handler annotations in module scope
 
+from raft.conversation import Exchange
 from raft.errors import UsageError
 from raft.memories import Memory
-from raft.replica import Replica, Turn
+from raft.replica import Replica
 
 
 class BadRequest(Exception):
@@ -84,15 +84,7 @@ def sampling(replica: Replica, body: dict[str, Any]) -> Replica:
                 changes[name] = kind(body[key])
             except (TypeError, ValueError):
                 raise BadRequest(f"`{key}` must be a number") from None
-    if not changes:
-        return replica
-    return Replica(
-        replica.target,
-        replica.model,
-        replica.recall,
-        replace(replica.settings, **changes),
-        replica.label,
-    )
+    return replica.with_settings(**changes) if changes else replica
 
 
 def create_app(replica: Replica, model_name: str, api_key: str | None = None) -> Any:
@@ -134,7 +126,7 @@ def create_app(replica: Replica, model_name: str, api_key: str | None = None) ->
         except BadRequest as exc:
             return error(400, str(exc), "invalid_request_error")
         # Earlier questions recall their memories again (cached calls), so the history
-        # carries the same memory slots as a training sample's history.
+        # carries the memory slots a training sample's history carries.
         history, memories, messages = await run_in_threadpool(prepare, active, pairs, question)
         ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
@@ -162,9 +154,9 @@ def create_app(replica: Replica, model_name: str, api_key: str | None = None) ->
 
 def prepare(
     replica: Replica, pairs: list[tuple[str, str]], question: str
-) -> tuple[list[Turn], list[Memory], list[dict[str, str]]]:
-    history = [Turn(q, a, replica.remember(q)) for q, a in pairs]
-    memories = replica.remember(question)
+) -> tuple[list[Exchange], list[Memory], list[dict[str, str]]]:
+    history = replica.recall_history(pairs)
+    memories = replica.remember(question, history)
     return history, memories, replica.messages(history, question, memories)
 
 

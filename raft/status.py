@@ -45,6 +45,13 @@ def print_status(persona: Persona) -> None:
             f"{data['samples']} samples ({data['real_samples']} real, "
             f"{data['synthetic_samples']} synthetic), {data['memories']['kept']} memories kept",
         )
+        if spec := data.get("spec"):
+            table.add_row(
+                "conversation spec",
+                f"target {spec['target']!r}, generator {spec['generator']}, k {spec['k']}, "
+                f"context {'on' if spec['context'] else 'off'}, {spec['memory_style']} "
+                f"memories, {spec['max_tokens']} tokens ({spec['reserve']} for the answer)",
+            )
     records = load_records(persona)
     if records:
         done = [r for r in records if r.status == SUCCEEDED]

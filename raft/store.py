@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from raft.errors import RaftError
+from raft.errors import RaftError, UsageError
 from raft.files import read_jsonl
 from raft.paths import Persona
 
@@ -206,6 +206,23 @@ class Store:
             return 0
         with _reachable(self.url):
             return int(collection.count())
+
+    def documents(self, page: int = PAGE) -> Iterator[tuple[str, str]]:
+        """(id, text) of every record, whatever embedder built it, read `page` at a time;
+        nothing when the collection does not exist."""
+        if self.url is None and not self.persona.chroma.is_dir():
+            return  # don't create an empty database just to read it
+        collection = self._get(check=False)
+        if collection is None:
+            return
+        offset = 0
+        while True:
+            with _reachable(self.url):
+                batch = collection.get(include=["documents"], limit=page, offset=offset)
+            yield from zip(batch["ids"], [doc or "" for doc in batch["documents"]], strict=True)
+            if len(batch["ids"]) < page:
+                return
+            offset += page
 
     def upsert(self, rows: list[dict[str, Any]], kind: str = "chunk") -> int:
         """Embed rows (`id`, `text`, chunk fields) and upsert them; returns texts embedded."""
@@ -426,7 +443,15 @@ def _where(
 
 def require_chunks(persona: Persona) -> None:
     if not persona.chunks.is_file():
-        raise RaftError(f"no chunks at {persona.chunks}: run `raft chunk {persona.name}` first")
+        raise UsageError(f"no chunks at {persona.chunks}: run `raft chunk {persona.name}` first")
+
+
+def require_store(persona: Persona, store: Store, hint: str = "") -> None:
+    """A stage that recalls memories needs the embed stage first; `hint` offers a way out."""
+    if not store.count():
+        raise UsageError(
+            f"the store of {persona.name!r} is empty: run `raft embed {persona.name}` first{hint}"
+        )
 
 
 def embed_corpus(

@@ -43,8 +43,10 @@ def run_(persona: Persona, replicas: tuple[str, ...], max_tokens: int) -> None:
     from ratf.runner import RunSettings, default_replicas, parse_replica, run_replicas
 
     specs = [parse_replica(text) for text in replicas] or default_replicas(persona.require())
-    with progress_bar() as bar:
-        folder = run_replicas(persona.require(), specs, RunSettings(max_tokens=max_tokens), bar)
+    with progress_bar() as progress:
+        folder = run_replicas(
+            persona.require(), specs, RunSettings(max_tokens=max_tokens), progress
+        )
     labels = ", ".join(
         f"{s.label}={s.model}{'' if s.memories else ' (no memories)'}" for s in specs
     )
@@ -97,8 +99,8 @@ def score(
         folder = latest_run(persona, run_id)
         replies = read_replies(folder)
         replicas = json.loads((folder / "run.json").read_text(encoding="utf-8"))["replicas"]
-    with progress_bar() as bar:
-        summary = score_replies(persona, folder, replies, replicas, judge, bar)
+    with progress_bar() as progress:
+        summary = score_replies(persona, folder, replies, replicas, judge, progress)
     print_table(summary)
     click.echo(f"scores: {folder / 'summary.json'}")
 

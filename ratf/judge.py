@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import random
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from raft.backends.llm import StructuredOutputError, complete_json
-from raft.config import display_name, persona_llm
+from raft.config import persona_llm
+from raft.console import Tally
 from raft.memories import REASON
 from raft.paths import Persona
 from raft.prompts import prompt_hashes, render
+from ratf.items import BenchItem
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 PAIRWISE = {
     "type": "object",
@@ -51,15 +56,15 @@ def ask(llm: Any, prompt: str, schema: dict[str, Any]) -> dict[str, Any] | None:
         return None  # counted as no preference
 
 
-def pairwise(llm: Any, target: str, item: dict, reply: str, baseline: str) -> float:
+def pairwise(llm: Any, item: BenchItem, reply: str, baseline: str) -> float:
     """1 if the judge prefers the replica in both orders, 0.5 if split, 0 if never."""
     wins = 0.0
     for first, second, replica_is in ((reply, baseline, "A"), (baseline, reply, "B")):
         prompt = render(
             "ratf_pairwise",
-            target=target,
-            question=item["question"],
-            answer=item["answer"],
+            target=item.target,
+            question=item.question,
+            answer=item.answer,
             reply_a=first,
             reply_b=second,
         )
@@ -68,15 +73,17 @@ def pairwise(llm: Any, target: str, item: dict, reply: str, baseline: str) -> fl
     return wins / 2
 
 
-def discriminate(llm: Any, target: str, item: dict, replies: list[str]) -> float:
+def discriminate(llm: Any, item: BenchItem, replies: list[str]) -> float:
     """1 if the judge picks the real answer out of the replies (in a seeded order), else 0."""
-    candidates = [item["answer"], *replies]
+    candidates = [item.answer, *replies]
     order = list(range(len(candidates)))
-    random.Random(item["id"]).shuffle(order)
+    random.Random(item.id).shuffle(order)
     numbered = "\n\n".join(
         f"<reply_{n}>\n{candidates[i]}\n</reply_{n}>" for n, i in enumerate(order, 1)
     )
-    prompt = render("ratf_discriminate", target=target, question=item["question"], replies=numbered)
+    prompt = render(
+        "ratf_discriminate", target=item.target, question=item.question, replies=numbered
+    )
     verdict = ask(llm, prompt, discriminate_schema(len(candidates)))
     return float(verdict is not None and order[verdict["real"] - 1] == 0)
 
@@ -84,32 +91,27 @@ def discriminate(llm: Any, target: str, item: dict, replies: list[str]) -> float
 def judge_run(
     persona: Persona,
     spec: str,
-    items: list[dict],
+    items: list[BenchItem],
     replies: dict[str, dict[str, str]],
     baseline: str | None,
-    bar: Any = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Pairwise win rates against the baseline and the discrimination rate, with intervals."""
     from ratf.stats import bootstrap_mean
 
     llm = persona_llm(persona, "judge", spec)
-    target = display_name(persona)
     others = [name for name in replies if name != baseline]
-    task = bar.add_task("judge", total=len(items) * (len(others) * 2 + 1)) if bar else None
+    tally = Tally(progress, "judge", len(items) * (len(others) * 2 + 1))
     wins: dict[str, list[float]] = {name: [] for name in others}
     picked = []
     for item in items:
         for name in others if baseline else []:
             wins[name].append(
-                pairwise(
-                    llm, target, item, replies[name][item["id"]], replies[baseline][item["id"]]
-                )
+                pairwise(llm, item, replies[name][item.id], replies[baseline][item.id])
             )
-            if bar:
-                bar.advance(task, 2)
-        picked.append(discriminate(llm, target, item, [replies[n][item["id"]] for n in replies]))
-        if bar:
-            bar.advance(task)
+            tally.advance(2)
+        picked.append(discriminate(llm, item, [replies[n][item.id] for n in replies]))
+        tally.advance()
     return {
         "judge": llm.model_id,
         "prompts": prompt_hashes("ratf_pairwise", "ratf_discriminate"),

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from raft.errors import RaftError
+from raft.errors import RaftError, UsageError
 from raft.files import atomic_open, read_jsonl, write_text
 
 CONTROL_ORDER = ("oracle", "shuffled", "other_voice")
@@ -56,7 +56,7 @@ def load_summary(run_dir: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise RaftError(f"{path} not found: run `ratf score` first") from None
+        raise UsageError(f"{path} not found: run `ratf score` first") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RaftError(f"cannot read {path}: {exc}") from None
 

@@ -1,24 +1,30 @@
 """`ratf run`: every replica's reply to every benchmark item, through the call cache.
 
-A replica is a model (registry id or backend spec) with memories on or off; its prompts
-are the items' own, built by bench:setup exactly as chat and serve build them.
+A replica is a model (registry id or backend spec) with memories on or off. Its prompts are
+rendered from the items (history, memories, question) by the function that rendered the
+training samples, under the token budgets the model was trained with.
 """
 
 from __future__ import annotations
 
 import re
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from raft.concurrency import bounded_map
+from raft.console import Tally, warn
+from raft.conversation import Budget, ConversationSpec
 from raft.errors import UsageError
 from raft.files import read_jsonl, write_json, write_jsonl
 from raft.paths import Persona
-from raft.replica import OPENAI_API, choose_model
-from raft.training.registry import SUCCEEDED, load_records
-from ratf.items import items_path, load_items
+from raft.replica import OPENAI_API, choose_model, model_budgets
+from raft.training.registry import SUCCEEDED, ModelRecord, load_records
+from ratf.items import BenchItem, items_path, load_items
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 LABEL = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
 CONTROLS = ("oracle", "shuffled", "other_voice")
@@ -78,8 +84,29 @@ def default_replicas(persona: Persona) -> list[ReplicaSpec]:
     ]
 
 
+def replica_budgets(
+    persona: Persona, items: list[BenchItem], record: ModelRecord | None
+) -> list[Budget]:
+    """The budgets a model was trained with, on top of the items' own; a model trained on
+    another conversation spec than the items' is named, since its prompts may differ."""
+    spec = items[0].spec if items else None
+    if spec is None:
+        return []
+    if record is not None and record.spec:
+        trained = ConversationSpec.from_row(record.spec)
+        if trained != spec:
+            warn(
+                f"{record.id} was trained on data made with another conversation spec than "
+                f"the benchmark items ({'; '.join(trained.differences(spec))})"
+            )
+    return model_budgets(persona, spec, record)
+
+
 def run_replicas(
-    persona: Persona, specs: list[ReplicaSpec], settings: RunSettings, bar: Any = None
+    persona: Persona,
+    specs: list[ReplicaSpec],
+    settings: RunSettings,
+    progress: Progress | None = None,
 ) -> Path:
     """Generate all replies; returns the run folder (replies.jsonl, run.json)."""
     items = load_items(persona)
@@ -88,21 +115,23 @@ def run_replicas(
         raise UsageError(f"replica labels must differ: {', '.join(labels)}")
     replies, models = [], {}
     for spec in specs:
-        llm, label = choose_model(persona, spec.model)
+        llm, label, record = choose_model(persona, spec.model)
         models[spec.label] = llm.model_id
-        key = "messages" if spec.memories else "messages_no_memories"
-        requests = [{"messages": item[key], **asdict(settings)} for item in items]
-        task = bar.add_task(f"replies: {spec.label}", total=len(items)) if bar else None
-        texts = []
+        budgets = replica_budgets(persona, items, record)
+        requests = [
+            {"messages": item.prompt(budgets, spec.memories), **asdict(settings)} for item in items
+        ]
+        tally = Tally(progress, f"replies: {spec.label}", len(items))
         # As many calls at once as the backend takes; every call is cached, so a re-run
         # after an interruption only makes the calls that were missing.
-        with ThreadPoolExecutor(max_workers=max(1, llm.concurrency)) as pool:
-            for text in pool.map(lambda request, llm=llm: llm.complete(**request), requests):
-                texts.append(text.strip())
-                if bar:
-                    bar.advance(task)
+        texts = bounded_map(
+            lambda request, llm=llm: llm.complete(**request).strip(),
+            requests,
+            llm.concurrency,
+            lambda _, tally=tally: tally.advance(),
+        )
         replies += [
-            {"id": item["id"], "system": spec.label, "reply": text}
+            {"id": item.id, "system": spec.label, "reply": text}
             for item, text in zip(items, texts, strict=True)
         ]
     folder = new_run_folder(persona)  # only now, so an interrupted run leaves no folder

@@ -12,15 +12,19 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from raft.config import display_name
+from raft.console import Tally
 from raft.errors import UsageError
 from raft.files import write_json, write_jsonl
 from raft.paths import Persona
 from raft.transcripts import training_interviews
-from ratf.items import load_items
+from ratf.items import BenchItem, load_items
 from ratf.runner import CONTROLS
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 DESCRIPTIONS = {
     "rouge_l": "ROUGE-L F1 with the real answer (shared word sequences)",
@@ -41,26 +45,26 @@ AUTHOR_METRICS = {"style"}
 EXAMPLES = 3
 
 
-def control_replies(items: list[dict]) -> dict[str, dict[str, str]]:
+def control_replies(items: list[BenchItem]) -> dict[str, dict[str, str]]:
     """Replies of the three controls, per item id, from the items alone."""
-    by_interview: dict[str, list[dict]] = {}
+    by_interview: dict[str, list[BenchItem]] = {}
     for item in items:
-        by_interview.setdefault(item["interview"], []).append(item)
+        by_interview.setdefault(item.interview, []).append(item)
     controls: dict[str, dict[str, str]] = {name: {} for name in CONTROLS}
     for group in by_interview.values():
-        group.sort(key=lambda i: i["index"])
+        group.sort(key=lambda i: i.index)
         for position, item in enumerate(group):
-            controls["oracle"][item["id"]] = item["answer"]
+            controls["oracle"][item.id] = item.answer
             other = group[(position + 1) % len(group)]
-            controls["shuffled"][item["id"]] = other["answer"] if other is not item else ""
-            previous = group[position - 1]["question"] if position else item["question"]
-            controls["other_voice"][item["id"]] = item["next_question"] or previous
+            controls["shuffled"][item.id] = other.answer if other is not item else ""
+            previous = group[position - 1].question if position else item.question
+            controls["other_voice"][item.id] = item.next_question or previous
     return controls
 
 
-def read_predictions(path: Path, items: list[dict]) -> dict[str, str]:
+def read_predictions(path: Path, items: list[BenchItem]) -> dict[str, str]:
     """`{"id", "reply"}` lines for exactly the benchmark's items; anything else is refused."""
-    known = {item["id"] for item in items}
+    known = {item.id for item in items}
     replies: dict[str, str] = {}
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -90,11 +94,11 @@ def read_predictions(path: Path, items: list[dict]) -> dict[str, str]:
 
 
 def metric_scores(
-    replies: dict[str, str], items: list[dict], author_texts: list[str], loaded: dict[str, Any]
+    replies: dict[str, str], items: list[BenchItem], author_texts: list[str], loaded: dict[str, Any]
 ) -> dict[str, list[float]]:
     """Per-item scores of one system under every metric."""
-    predictions = [replies[item["id"]] for item in items]
-    references = [item["answer"] for item in items]
+    predictions = [replies[item.id] for item in items]
+    references = [item.answer for item in items]
     out = {}
     for name in ("rouge_l", "chrf", "semantic"):
         out[name] = loaded[name].compute(predictions=predictions, references=references)[name]
@@ -139,7 +143,7 @@ def score_replies(
     replies: dict[str, dict[str, str]],
     replicas: dict[str, dict],
     judge: str | None = None,
-    bar: Any = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Score every system, write scores.jsonl and summary.json into `folder`; the summary."""
     from raft.console import quiet_libraries
@@ -152,12 +156,11 @@ def score_replies(
         raise UsageError(f"style needs the author's training interviews in {persona.transcripts}")
     systems = {**replies, **control_replies(items)}
     loaded = {name: load_metric(name) for name in ("rouge_l", "chrf", "semantic", "style")}
-    task = bar.add_task("scoring", total=len(systems)) if bar else None
+    tally = Tally(progress, "scoring", len(systems))
     scores = {}
     for system, by_id in systems.items():
         scores[system] = metric_scores(by_id, items, author_texts, loaded)
-        if bar:
-            bar.advance(task)
+        tally.advance()
     names = list(replies)
     baseline = "base" if "base" in names else (names[0] if names else None)
     summary = {
@@ -173,10 +176,10 @@ def score_replies(
         "judge": None,
         "examples": [
             {
-                "id": item["id"],
-                "question": item["question"],
-                "answer": item["answer"],
-                "replies": {name: replies[name][item["id"]] for name in names},
+                "id": item.id,
+                "question": item.question,
+                "answer": item.answer,
+                "replies": {name: replies[name][item.id] for name in names},
             }
             for item in pick_examples(items)
         ],
@@ -184,11 +187,11 @@ def score_replies(
     if judge:
         from ratf.judge import judge_run
 
-        summary["judge"] = judge_run(persona, judge, items, replies, baseline, bar)
+        summary["judge"] = judge_run(persona, judge, items, replies, baseline, progress)
     write_jsonl(
         folder / "scores.jsonl",
         (
-            {"id": item["id"], "system": system, "metric": metric, "value": values[n]}
+            {"id": item.id, "system": system, "metric": metric, "value": values[n]}
             for system, by_metric in scores.items()
             for metric, values in by_metric.items()
             for n, item in enumerate(items)
@@ -198,7 +201,7 @@ def score_replies(
     return summary
 
 
-def pick_examples(items: list[dict]) -> list[dict]:
+def pick_examples(items: list[BenchItem]) -> list[BenchItem]:
     """A few items spread over the interview, for the report's side-by-side view."""
     if len(items) <= EXAMPLES:
         return items

@@ -50,6 +50,26 @@ def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 180) -> 
 
 
 @contextmanager
+def raft_serve(env: dict[str, str], *args: str) -> Iterator[str]:
+    """`raft serve lena ARGS` as a process on a free port of 127.0.0.1; yields its /v1 URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [str(BIN / "raft"), "serve", "lena", "--port", str(port), *args],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        wait_for_http(f"{url}/models", process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@contextmanager
 def serve_app(app) -> Iterator[str]:
     """Serve an ASGI app with uvicorn on 127.0.0.1 in a thread; yields its /v1 base URL."""
     import threading

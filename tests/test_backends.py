@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
 from raft.backends.cache import Cache
 from raft.backends.embed import make_embedder
-from raft.backends.llm import CachedLLM, StructuredOutputError, complete_json, make_llm
+from raft.backends.llm import (
+    CachedLLM,
+    LlamaCppLLM,
+    StructuredOutputError,
+    complete_json,
+    make_llm,
+)
+from raft.backends.models import smollm2_gguf
 from raft.backends.tokens import count_tokens
+from raft.concurrency import bounded_map
 
 VERDICT = {
     "type": "object",
@@ -50,6 +60,52 @@ def test_identical_call_is_served_from_the_cache_across_processes(tmp_path):
     assert reopened.calls == 0
     reopened.complete(QUESTION, max_tokens=25)  # any parameter that changes output is in the key
     assert reopened.calls == 1
+
+
+def test_wrappers_of_one_loaded_model_share_its_lock(tmp_path):
+    other = tmp_path / "other.gguf"
+    other.write_bytes(b"not a model")  # never loaded: constructing a wrapper loads nothing
+    adapter = tmp_path / "adapter.gguf"
+    adapter.write_bytes(b"not an adapter")
+    chat, generator = LlamaCppLLM(smollm2_gguf()), LlamaCppLLM(smollm2_gguf())
+    assert chat._lock is generator._lock
+    assert LlamaCppLLM(smollm2_gguf(), lora_path=adapter)._lock is not chat._lock
+    assert LlamaCppLLM(other)._lock is not chat._lock
+
+
+def test_two_wrappers_of_one_model_never_run_completions_at_once(monkeypatch):
+    chat, generator = LlamaCppLLM(smollm2_gguf()), LlamaCppLLM(smollm2_gguf())
+    llama = chat.llama
+    assert generator.llama is llama  # one llama.cpp context behind both
+    events: list[str] = []
+    real = llama.create_chat_completion
+
+    def recorded(**kwargs):
+        events.append("enter")
+        try:
+            return real(**kwargs)
+        finally:
+            events.append("exit")
+
+    monkeypatch.setattr(llama, "create_chat_completion", recorded)
+    start = threading.Barrier(2)
+    replies: dict[str, str] = {}
+
+    def ask(name: str, llm: LlamaCppLLM, question: str) -> None:
+        start.wait()
+        replies[name] = llm.complete([{"role": "user", "content": question}], max_tokens=24)
+
+    threads = [
+        threading.Thread(target=ask, args=("chat", chat, "Tell me about bees.")),
+        threading.Thread(target=ask, args=("generator", generator, "Tell me about bread.")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert events == ["enter", "exit", "enter", "exit"]
+    assert set(replies) == {"chat", "generator"}
+    assert all(isinstance(text, str) and text.strip() for text in replies.values())
 
 
 class ScriptedLLM:
@@ -98,7 +154,7 @@ def test_openai_compatible_server_path(llama_server, tmp_path):
 def test_openai_compatible_calls_run_concurrently_in_order(llama_server, tmp_path):
     llm = make_llm(f"openai:smollm2@{llama_server}", Cache(tmp_path / "cache.sqlite"))
     prompts = [[{"role": "user", "content": f"Say the number {n}."}] for n in range(4)]
-    replies = llm.map([{"messages": p, "max_tokens": 8} for p in prompts])
+    replies = bounded_map(lambda p: llm.complete(p, max_tokens=8), prompts, llm.concurrency)
     assert llm.calls == 4
     assert replies == [llm.complete(p, max_tokens=8) for p in prompts]  # same order, all cached
     assert llm.calls == 4

@@ -3,17 +3,12 @@ with the tiny persona's store, the local SmolLM2 and a LoRA adapter trained for 
 
 from __future__ import annotations
 
-import os
-import subprocess
-
 import httpx
 import openai
 import pytest
 
-from raft.memories import Memory, system_prompt, user_turn
-from raft.replica import Replica, ReplicaSettings, Turn
-from tests.helpers import BIN, free_port, run_cli, wait_for_http
-from tests.tiny_persona import INTERVIEWS, TARGET, build_store, write_finetune
+from tests.helpers import raft_serve, run_cli
+from tests.tiny_persona import INTERVIEWS, build_store, write_finetune
 
 KEY = "sk-serve-test-key"
 QUESTION = "How did you start keeping bees on a roof?"
@@ -34,21 +29,8 @@ def persona(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(persona):
     _, env, run = persona
-    port = free_port()
-    process = subprocess.Popen(
-        [str(BIN / "raft"), "serve", "lena", "--port", str(port), "--model", run],
-        env={**os.environ, **env, "RAFT_SERVE_API_KEY": KEY},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        wait_for_http(f"{url}/models", process)
+    with raft_serve({**env, "RAFT_SERVE_API_KEY": KEY}, "--model", run) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def client(url: str, key: str = KEY) -> openai.OpenAI:
@@ -152,52 +134,3 @@ def test_chat_without_a_store_says_what_to_run(data_dir):
     (data_dir / "empty").mkdir()
     result = run_cli("raft", "chat", "empty", "--once", "Hello?")
     assert result.returncode == 2 and "run `raft embed empty` first" in result.stderr
-
-
-def test_chat_prompt_is_the_training_sample_up_to_the_answer():
-    """Parity: the prompt chat/serve sends is, token for token, the training sample's prefix."""
-    from transformers import AutoTokenizer
-
-    from raft.backends.models import smollm2_gguf
-    from raft.ftgen import GenSettings, _pack_interview
-
-    data = INTERVIEWS["transcripts/2021-06-01-garden-radio.json"]
-    memory = Memory("bees:0", "bees", "Rooftop Bees", "", "2020-03-01", "", 0.1)
-    memory.rephrased = "I keep two hives on the laundrette roof."
-    rows = [
-        {
-            "index": i,
-            "question": q,
-            "answer": a,
-            "memories": [memory.row()],
-            "kept": [memory.chunk_id] if i != 1 else [],
-            "target": TARGET,
-            "interviewer": data["participants"]["q"],
-            "date": data["date"],
-        }
-        for i, (q, a) in enumerate(data["exchanges"])
-    ]
-    _pack_interview(rows, GenSettings())
-    sample = rows[2]["messages"]
-
-    settings = ReplicaSettings(
-        interviewer=data["participants"]["q"],
-        date=data["date"],
-        max_context=GenSettings().max_tokens,
-    )
-    replica = Replica(TARGET, None, None, settings, label="parity")
-    history = [
-        Turn(q, a, [memory] if i != 1 else []) for i, (q, a) in enumerate(data["exchanges"][:2])
-    ]
-    prompt = replica.messages(history, data["exchanges"][2][0], [memory])
-    assert prompt == sample[:-1]
-
-    gguf = smollm2_gguf()
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    trained = tokenizer.apply_chat_template(sample, tokenize=True, return_dict=True)["input_ids"]
-    served = tokenizer.apply_chat_template(
-        prompt, tokenize=True, add_generation_prompt=True, return_dict=True
-    )["input_ids"]
-    assert trained[: len(served)] == served and len(trained) > len(served)
-    assert system_prompt(TARGET, data["participants"]["q"], data["date"]) == prompt[0]["content"]
-    assert prompt[-1]["content"] == user_turn(data["exchanges"][2][0], [memory])

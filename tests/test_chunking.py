@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import re
 from pathlib import Path
 
 import pytest
+from rich.console import Console
+from rich.progress import Progress
 
 from raft.backends.tokens import encoding
 from raft.chunking import (
@@ -249,16 +252,15 @@ def test_chunk_corpus_writes_chunks_jsonl(tmp_path):
     documents.append(doc("blank", "  \n "))
     documents[1]["paywalled"] = True
     write_jsonl(persona.corpus, documents)
-    seen: list[str] = []
-
-    def progress(items, description):
-        for item in items:
-            seen.append(item["id"])
-            yield item
-
+    progress = Progress(console=Console(file=io.StringIO()))
     stats = chunk_corpus(persona, 128, 32, progress=progress)
     rows = list(read_jsonl(persona.chunks))
-    assert seen == [d["id"] for d in documents]
+    (task,) = progress.tasks
+    assert (task.description, task.completed, task.total) == (
+        "chunking",
+        len(documents),
+        len(documents),
+    )
     assert stats == ChunkStats(len(documents), len(rows), sum(r["n_tokens"] for r in rows))
     assert len({r["id"] for r in rows}) == len(rows)
     assert set(rows[0]) == {
@@ -274,7 +276,7 @@ def test_chunk_corpus_writes_chunks_jsonl(tmp_path):
         assert {(c.title, c.link, c.date) for c in mine} == {
             (source["title"], source["link"], source["date"])
         }
-    # Without a progress callable it writes the same file.
+    # Without a progress display it writes the same file.
     before = persona.chunks.read_text(encoding="utf-8")
     assert chunk_corpus(persona, 128, 32) == stats
     assert persona.chunks.read_text(encoding="utf-8") == before

@@ -89,3 +89,31 @@ def test_cache_persists_and_counts_by_kind(tmp_path):
     assert reopened.get("k1") == b"one"
     assert reopened.get_many(["k3", "k2", "missing"]) == {"k3": b"three", "k2": b"two"}
     assert (reopened.count("chat"), reopened.count("embed"), reopened.count()) == (1, 2, 3)
+
+
+def test_bounded_map_keeps_order_and_limit_and_never_nests_pools():
+    import threading
+
+    from raft.concurrency import bounded_map
+
+    running, peak, lock = 0, 0, threading.Lock()
+    together = threading.Barrier(3, timeout=30)  # breaks unless 3 run at once
+
+    def work(n: int) -> tuple[int, int, list[int]]:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        together.wait()
+        outer = threading.get_ident()
+        inner = bounded_map(lambda _: threading.get_ident(), range(3), 8)
+        with lock:
+            running -= 1
+        return n, outer, inner
+
+    done: list[int] = []
+    results = bounded_map(work, range(6), 3, lambda r: done.append(r[0]))
+    assert [n for n, _, _ in results] == done == list(range(6))  # in order, `done` too
+    assert peak == 3  # at most `limit` at a time, and it was used
+    # A map inside a worker runs in that worker: no pool inside a pool.
+    assert all(inner == [outer] * 3 for _, outer, inner in results)

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from raft.dataset import count_message_tokens, pack_sample
+from raft.conversation import Budget, Exchange, count_message_tokens, render
 from raft.files import read_jsonl
 from tests.helpers import run_cli
 from tests.tiny_persona import FT_GEN, TARGET, digests, held_out_texts, write_tiny_persona
@@ -78,7 +78,7 @@ def test_history_turns_are_not_training_targets(generated):
     stats = json.loads((persona / "finetune" / "stats.json").read_text())
     assert stats["samples"] == 6 and stats["real_samples"] == 6
     assert stats["split"]["train"] + stats["split"]["valid"] == 6
-    assert stats["made"]["prompts"]["judge_question"]
+    assert stats["spec"]["prompts"]["judge_question"] and stats["spec"]["k"] == 2
 
 
 def test_no_held_out_text_anywhere(generated):
@@ -114,16 +114,26 @@ def test_oai_rebuilds_formats_from_the_generic_file(generated):
     assert digests(persona / "finetune") == before
 
 
-def test_packing_keeps_newest_history_within_budget():
-    turns = [(f"question {i} " + "word " * 40, f"answer {i} " + "word " * 60) for i in range(8)]
-    full = pack_sample("system", turns, 7, max_tokens=100_000)
+def test_rendering_keeps_newest_history_within_budget_whatever_the_answer():
+    history = [
+        Exchange(f"question {i} " + "word " * 40, f"answer {i} " + "word " * 60) for i in range(7)
+    ]
+    question, answer = "question 7 " + "word " * 40, "answer 7 " + "word " * 60
+    full = render("system", history, question, [], [Budget(100_000, 512)], answer)
     assert full.history == list(range(7)) and full.dropped == 0
-    budget = 600
-    packed = pack_sample("system", turns, 7, max_tokens=budget)
+    budget = Budget(600, 100)
+    packed = render("system", history, question, [], [budget], answer)
     assert packed.history == list(range(7 - len(packed.history), 7))  # newest kept
     assert 0 < len(packed.history) < 7 and packed.dropped == 7 - len(packed.history)
-    assert count_message_tokens(packed.messages) == packed.n_tokens <= budget
+    assert count_message_tokens(packed.messages[:-1]) + budget.reserve <= budget.limit
+    assert count_message_tokens(packed.messages) == packed.n_tokens
     assert packed.messages[-1]["content"].startswith("answer 7")
+    # The history never depends on the answer: a ten-times longer one changes nothing else.
+    longer = render("system", history, question, [], [budget], answer * 10)
+    assert longer.messages[:-1] == packed.messages[:-1]
+    # Inference is the same rendering minus the answer.
+    prompt = render("system", history, question, [], [budget])
+    assert prompt.messages == packed.messages[:-1]
 
 
 def test_transcript_add_imports_plain_text(tmp_path):

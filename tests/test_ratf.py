@@ -4,6 +4,7 @@ replicas (SmolLM2 base and a one-step LoRA, each without and with memories), sco
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -27,7 +28,7 @@ def benched(tmp_path_factory):
     write_finetune(data / "lena")
     for command in (
         ["ft:run", "lena", "--max-steps", "2", "--lr", "5e-3"],  # enough to change replies
-        ["bench:setup", "lena", "--oai"],
+        ["bench:setup", "lena"],
     ):
         result = run_cli("raft", *command, env=env)
         assert result.returncode == 0, result.stderr
@@ -63,6 +64,32 @@ def test_items_carry_real_history_and_memories_recalled_before_the_interview(ben
     assert "[Memories" not in json.dumps(items[1]["messages_no_memories"])
     oai = read_jsonl(persona / "bench" / "openai.jsonl")
     assert [row["messages"] for row in oai] == [i["messages"] for i in items]
+
+
+def test_oai_rebuilds_the_prompt_files_and_generic_writes_only_items(benched, tmp_path):
+    source, env, _ = benched
+    persona = tmp_path / "data" / "lena"
+    shutil.copytree(source, persona)
+    env = {**env, "RAFT_DATA_DIR": str(persona.parent)}
+    bench = persona / "bench"
+    files = {p.name: p.read_bytes() for p in bench.iterdir()}
+    assert set(files) == {"items.jsonl", "openai.jsonl", "openai.no-memories.jsonl"}
+    calls = Cache(persona / "cache.sqlite").count("chat")
+    for name in ("openai.jsonl", "openai.no-memories.jsonl"):
+        (bench / name).unlink()
+    oai = run_cli("raft", "bench:setup", "lena", "--oai", env=env)
+    assert oai.returncode == 0, oai.stderr
+    assert {p.name: p.read_bytes() for p in bench.iterdir()} == files
+    assert Cache(persona / "cache.sqlite").count("chat") == calls  # no model call
+
+    shutil.rmtree(bench)
+    generic = run_cli("raft", "bench:setup", "lena", "--generic", env=env)
+    assert generic.returncode == 0, generic.stderr
+    assert {p.name: p.read_bytes() for p in bench.iterdir()} == {
+        "items.jsonl": files["items.jsonl"]
+    }
+    both = run_cli("raft", "bench:setup", "lena", "--oai", "--generic", env=env)
+    assert both.returncode == 2 and "exclude each other" in both.stderr
 
 
 def test_run_writes_every_replica_reply_and_reruns_make_no_calls(benched):

@@ -141,32 +141,35 @@ def held_out_texts() -> list[str]:
 
 
 def write_finetune(root: Path) -> Path:
-    """`finetune/messages(.valid).jsonl` for the tiny persona, built by the real formatting
-    code with one fixed memory per question, so training tests need no ft:gen run."""
-    from raft.dataset import pack_sample, to_trl
-    from raft.memories import Memory, system_prompt, user_turn
+    """`finetune/messages(.valid).jsonl` for the tiny persona, rendered by the real
+    conversation code with one fixed memory per question, so training tests need no ft:gen
+    run; `stats.json` records the conversation spec, as ft:gen's does."""
+    from raft.conversation import ConversationSpec, Exchange, render, system_prompt
+    from raft.dataset import to_trl
+    from raft.memories import Memory
 
     memory = Memory("bees:0", "bees", "Rooftop Bees", "", "2020-03-01", "", 0.1)
     memory.rephrased = "I keep two hives on the laundrette roof; the window boxes feed them."
+    spec = ConversationSpec(target=TARGET, k=2)
     rows = []
     for name, data in INTERVIEWS.items():
         if not name.startswith("transcripts/"):
             continue
         system = system_prompt(TARGET, data["participants"]["q"], data["date"])
-        turns = [(user_turn(q, [memory]), a) for q, a in data["exchanges"]]
-        for index in range(len(turns)):
-            packed = pack_sample(system, turns, index, 4096)
-            rows.append(to_trl(packed.messages) | {"id": f"{name}#{index}"})
+        history = [Exchange(q, a, [memory]) for q, a in data["exchanges"]]
+        for index, (question, answer) in enumerate(data["exchanges"]):
+            rendered = render(
+                system, history[:index], question, [memory], [spec.budget], answer=answer
+            )
+            rows.append(to_trl(rendered.messages) | {"id": f"{name}#{index}"})
     out = root / "finetune"
     out.mkdir(parents=True, exist_ok=True)
     lines = [json.dumps(row) + "\n" for row in rows]
     (out / "messages.jsonl").write_text("".join(lines[:-1]))
     (out / "messages.valid.jsonl").write_text(lines[-1])
-    # What ft:gen records of how it made the data; inference matches it (k, token budget).
-    made = {"recall": {"k": 2}, "ft_gen": {"max_tokens": 4096}}
     stats = {"samples": len(rows), "real_samples": len(rows), "synthetic_samples": 0}
     stats["memories"] = {"kept": len(rows)}
-    (out / "stats.json").write_text(json.dumps(stats | {"made": made}))
+    (out / "stats.json").write_text(json.dumps(stats | {"spec": spec.to_row()}))
     return out
 
 

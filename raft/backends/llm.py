@@ -11,7 +11,6 @@ import os
 import re
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
@@ -64,6 +63,17 @@ class StructuredOutputError(RaftError):
     """The model did not produce JSON matching the schema, even after a repair attempt."""
 
 
+_MODEL_LOCKS: dict[tuple[str, str | None], threading.Lock] = {}
+_MODEL_LOCKS_GUARD = threading.Lock()
+
+
+def _model_lock(path: str, lora_path: str | None) -> threading.Lock:
+    """The one lock of the model `_load_llama(path, lora_path)` loads, shared by all its
+    wrappers: a llama.cpp context must not run two completions at once."""
+    with _MODEL_LOCKS_GUARD:
+        return _MODEL_LOCKS.setdefault((path, lora_path), threading.Lock())
+
+
 @cache
 def _load_llama(path: str, lora_path: str | None) -> Any:
     from llama_cpp import Llama
@@ -80,7 +90,7 @@ def _load_llama(path: str, lora_path: str | None) -> Any:
 class LlamaCppLLM:
     """A GGUF model run in-process by llama.cpp, loaded on first use (cache hits never load it)."""
 
-    concurrency = 1  # one context per process; requests queue on the lock
+    concurrency = 1  # one context per model and process; requests queue on its lock
 
     def __init__(self, path: Path, lora_path: Path | None = None):
         self.path = Path(path)
@@ -88,11 +98,13 @@ class LlamaCppLLM:
         self.model_id = f"gguf:{self.path.name}:{models.fingerprint(self.path)}"
         if self.lora_path:
             self.model_id += f"+lora:{self.lora_path.name}:{models.fingerprint(self.lora_path)}"
-        self._lock = threading.Lock()
+        self._key = (str(self.path), str(self.lora_path) if self.lora_path else None)
+        # Taken before loading too, so concurrent first calls load the model once.
+        self._lock = _model_lock(*self._key)
 
     @property
     def llama(self) -> Any:
-        return _load_llama(str(self.path), str(self.lora_path) if self.lora_path else None)
+        return _load_llama(*self._key)
 
     def complete(
         self, messages, *, schema=None, temperature=0.0, max_tokens=512, seed=0, stop=None
@@ -293,11 +305,6 @@ class CachedLLM:
             pieces.append(piece)
             yield piece
         self._store(key, request, "".join(pieces))
-
-    def map(self, requests: list[dict[str, Any]]) -> list[str]:
-        """Run many `complete(**request)` calls, at most `concurrency` at once, in order."""
-        with ThreadPoolExecutor(max_workers=max(1, self.concurrency)) as pool:
-            return list(pool.map(lambda request: self.complete(**request), requests))
 
 
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.MULTILINE)

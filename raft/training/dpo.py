@@ -125,7 +125,7 @@ def train_dpo(persona: Persona, record: ModelRecord, settings: LoraSettings, bar
 
     base = record.params["base_path"]
     model, tokenizer = load_base(base)
-    train, valid = training_rows(persona, tokenizer, settings)
+    train, valid = training_rows(persona, settings, base)
     replies = base_replies(
         model,
         tokenizer,

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from raft.backends import models
-from raft.config import display_name
+from raft.config import target
+from raft.conversation import system_prompt
 from raft.errors import UsageError
 from raft.files import write_text
-from raft.memories import system_prompt
 from raft.paths import Persona
 from raft.training.registry import ModelRecord, find_record, save_record
 
@@ -109,9 +109,10 @@ def base_gguf(record: ModelRecord) -> Path | None:
 
 def modelfile(persona: Persona, record: ModelRecord, base: str) -> str:
     """An Ollama Modelfile: the base, the adapter, and the replica's system prompt."""
-    system = system_prompt(display_name(persona), "the interviewer", date.today().isoformat())
+    name = record.spec.get("target") or target(persona).prompt_name
+    system = system_prompt(name, "the interviewer", date.today().isoformat())
     return (
-        f"# {display_name(persona)} replica, run {record.id} (raft export)\n"
+        f"# {name} replica, run {record.id} (raft export)\n"
         f"FROM {base}\n"
         "ADAPTER ./adapter.gguf\n"
         'PARAMETER stop "<|im_end|>"\n'

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from raft.backends import models
 from raft.console import err, progress_bar, quiet_libraries
+from raft.conversation import Budget, ConversationSpec, fit_history, training_spec
 from raft.errors import UsageError
 from raft.files import read_jsonl
 from raft.paths import Persona
@@ -94,28 +95,21 @@ def load_conversations(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def count_tokens(tokenizer: PreTrainedTokenizerBase, messages: list[Message]) -> int:
-    return len(
-        tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
-    )
-
-
-def fit_to_length(
-    rows: list[dict[str, Any]], tokenizer: PreTrainedTokenizerBase, max_length: int
-) -> tuple[list[dict[str, Any]], int]:
-    """Drop the oldest earlier exchanges until each sample fits; skip those that never do.
+def fit_to_length(rows: list[dict[str, Any]], budget: Budget) -> tuple[list[dict[str, Any]], int]:
+    """Each sample with as many of its newest earlier exchanges as the model's budget takes,
+    chosen by the rule inference uses (`raft.conversation.fit_history`, which never reads
+    the answer); samples whose answer still overflows the budget are skipped.
 
     The system prompt, the final question with its memories, and the answer always stay:
     cutting tokens blindly would train on a clipped answer or a prompt without its persona.
     """
     kept, skipped = [], 0
     for row in rows:
-        prompt = list(row["prompt"])
-        while count_tokens(tokenizer, prompt + row["completion"]) > max_length:
-            if len(prompt) < 4:  # only system + final question left
-                break
-            del prompt[1:3]  # the oldest (question, answer) pair after the system prompt
-        if count_tokens(tokenizer, prompt + row["completion"]) > max_length:
+        head, middle, tail = row["prompt"][:1], row["prompt"][1:-1], row["prompt"][-1:]
+        pairs = [middle[i : i + 2] for i in range(0, len(middle), 2)]
+        n = fit_history(head, pairs, tail, [budget])
+        prompt = head + [m for pair in pairs[len(pairs) - n :] for m in pair] + tail
+        if budget.count(prompt + row["completion"], answer=True) > budget.limit:
             skipped += 1
             continue
         kept.append(row | {"prompt": prompt})
@@ -183,21 +177,38 @@ def require_training_file(persona: Persona) -> Path:
     return train_file
 
 
+def dataset_spec(persona: Persona) -> ConversationSpec:
+    """The conversation spec the training files were made with."""
+    spec = training_spec(persona)
+    if spec is None:
+        raise UsageError(
+            f"{persona.finetune / 'stats.json'} records no conversation spec: re-run "
+            f"`raft ft:gen {persona.name}` (cached calls cost nothing)"
+        )
+    return spec
+
+
+def model_budget(persona: Persona, settings: LoraSettings, base: str) -> Budget:
+    """The model's own budget: --max-length tokens of its tokenizer, of which the dataset's
+    answer reserve is kept for the answer, as at inference."""
+    return Budget(settings.max_length, dataset_spec(persona).reserve, base)
+
+
 def training_rows(
-    persona: Persona, tokenizer: PreTrainedTokenizerBase, settings: LoraSettings
+    persona: Persona, settings: LoraSettings, base: str
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The train and validation rows of `finetune/messages(.valid).jsonl`, fitted to length."""
     train_file = require_training_file(persona)
-    train, skipped = fit_to_length(load_conversations(train_file), tokenizer, settings.max_length)
-    valid, _ = fit_to_length(
-        load_conversations(persona.finetune / "messages.valid.jsonl"),
-        tokenizer,
-        settings.max_length,
-    )
+    budget = model_budget(persona, settings, base)
+    train, skipped = fit_to_length(load_conversations(train_file), budget)
+    valid, _ = fit_to_length(load_conversations(persona.finetune / "messages.valid.jsonl"), budget)
     if skipped:
-        err.print(f"skipped {skipped} samples longer than {settings.max_length} tokens")
+        err.print(
+            f"skipped {skipped} samples whose answer does not fit --max-length {budget.limit} "
+            f"beside the shortest prompt"
+        )
     if not train:
-        raise UsageError(f"{train_file}: no sample fits in --max-length {settings.max_length}")
+        raise UsageError(f"{train_file}: no sample fits in --max-length {budget.limit}")
     return train, valid
 
 
@@ -229,7 +240,7 @@ def build_sft_trainer(
     from trl import SFTConfig, SFTTrainer
 
     model, tokenizer = load_base(base)
-    train, valid = training_rows(persona, tokenizer, settings)
+    train, valid = training_rows(persona, settings, base)
     config = SFTConfig(
         **trainer_args(settings, out_dir, bool(valid)),
         completion_only_loss=True,
@@ -340,13 +351,22 @@ def start_run(persona: Persona, settings: LoraSettings) -> ModelRecord:
         "lora_alpha": 2 * settings.lora_r,
         "device": "cuda" if gpu else "cpu",
     }
+    spec = dataset_spec(persona)
+    record_id = run_id(settings.method)
     return ModelRecord(
-        id=run_id(settings.method),
+        id=record_id,
         venue="local",
         method=settings.method,
         base_model=settings.base_model or "local",
         files=files,
         params=params,
+        spec=spec.to_row(),
+        # Inference packs with this model's tokenizer (saved beside the adapter) and budget.
+        budget={
+            "limit": settings.max_length,
+            "reserve": spec.reserve,
+            "tokenizer": f"models/{record_id}/adapter",
+        },
     )
 
 

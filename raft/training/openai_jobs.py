@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from raft.console import err
+from raft.conversation import training_spec
 from raft.errors import RaftError, UsageError
 from raft.paths import Persona
 from raft.training.registry import (
@@ -204,6 +205,7 @@ def create_job(
         job_id=job.id,
         files=files,
         params=params,
+        spec=spec.to_row() if (spec := training_spec(persona)) else {},
     )
     save_record(persona, record)
     say(f"started job {job.id} on {settings.base_model}")

@@ -37,6 +37,8 @@ class ModelRecord:
     metrics: dict[str, Any] = field(default_factory=dict)
     error: str = ""
     exports: dict[str, str] = field(default_factory=dict)  # "gguf", "modelfile" -> path
+    spec: dict[str, Any] = field(default_factory=dict)  # the training data's conversation spec
+    budget: dict[str, Any] = field(default_factory=dict)  # limit, reserve, tokenizer (local)
 
 
 def now() -> str:

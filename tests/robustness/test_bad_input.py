@@ -132,9 +132,9 @@ def contents(folder: Path) -> dict[Path, bytes]:
 @pytest.mark.parametrize(
     "command,code,first",
     [
-        (["raft", "chunk"], 1, "run `raft fetch lena` first"),
-        (["raft", "embed"], 1, "run `raft chunk lena` first"),
-        (["raft", "ft:gen"], 1, "run `raft embed lena` first"),
+        (["raft", "chunk"], 2, "run `raft fetch lena` first"),
+        (["raft", "embed"], 2, "run `raft chunk lena` first"),
+        (["raft", "ft:gen"], 2, "run `raft embed lena` first"),
         (["raft", "ft:run"], 2, "run `raft ft:gen lena` first"),
         (["raft", "export", "--gguf"], 2, "run `raft ft:run lena` first"),
         (["raft", "bench:setup"], 2, "run `raft embed lena` first"),

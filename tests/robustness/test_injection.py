@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from raft.memories import system_prompt
+from raft.conversation import system_prompt
 from tests.helpers import run_cli
 
 INJECTION = (

@@ -6,9 +6,12 @@ import json
 import shutil
 import sqlite3
 
+import pytest
+
 from raft.backends.cache import Cache, key_of, request_text
-from tests.helpers import run_cli
-from tests.tiny_persona import FT_GEN, held_out_texts
+from tests.helpers import free_port, run_cli
+from tests.robustness.test_chroma_server import start_chroma, stop
+from tests.tiny_persona import FT_GEN, build_store, held_out_texts
 
 CHECKS = 8
 
@@ -17,6 +20,17 @@ def check(env: dict[str, str], data) -> tuple[int, list[str], str]:
     result = run_cli("raft", "check", "lena", env={**env, "RAFT_DATA_DIR": str(data)})
     failed = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
     return result.returncode, failed, result.stderr
+
+
+@pytest.fixture(scope="module")
+def chroma_url(tmp_path_factory):
+    """`chroma run` on 127.0.0.1 for this module; yields its URL."""
+    port = free_port()
+    server = start_chroma(tmp_path_factory.mktemp("chroma") / "db", port)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(server)
 
 
 def test_check_passes_then_names_each_planted_problem(generated, tmp_path):
@@ -101,3 +115,30 @@ def test_a_held_out_interview_also_in_training_is_refused(generated, tmp_path):
     assert "a held-out interview must not be trained on" in result.stderr
     status, failed, _ = check(env, data)
     assert status == 1 and f"{held} and {training}" in failed[0]
+
+
+@pytest.mark.slow
+def test_check_reads_the_store_on_the_chroma_server(chroma_url, tmp_path, monkeypatch):
+    import chromadb
+
+    monkeypatch.setenv("RAFT_CHROMA_URL", chroma_url)  # every CLI run below, build_store's too
+    data = tmp_path / "data"
+    env = build_store(data)
+    before = run_cli("raft", "check", "lena", env=env)
+    assert "PASS  no held-out text in the store" in before.stdout, before.stdout
+    failed_before = [line for line in before.stdout.splitlines() if line.startswith("FAIL")]
+
+    # A held-out answer that reached only the server's collection, never chunks.jsonl.
+    port = int(chroma_url.rsplit(":", 1)[1])
+    collection = chromadb.HttpClient(host="127.0.0.1", port=port).get_collection("raft-lena-chunks")
+    vector = collection.get(limit=1, include=["embeddings"])["embeddings"][0]
+    text = f"Notes from the market. {held_out_texts()[1]}"
+    collection.add(ids=["planted"], embeddings=[vector], documents=[text])
+
+    status, failed, _ = check(env, data)
+    assert status == 1
+    assert [line for line in failed if line not in failed_before] == [
+        "FAIL  no held-out text in the store: store record planted contains held-out answer 1 "
+        "of 2023-01-10-held-out-podcast.json"
+    ]
+    assert not (data / "lena" / "chroma").exists()  # the server was read, no local store

@@ -1,0 +1,15 @@
+"""Setup's check of the llama.cpp build: the bundled SmolLM2 answers three chat completions
+in a row in one context (a build for the wrong CPU crashes from the second on)."""
+
+import os
+import sys
+
+from llama_cpp import Llama
+
+from raft.backends.models import smollm2_gguf
+
+llama = Llama(model_path=str(smollm2_gguf()), n_ctx=2048, n_threads=os.cpu_count(), verbose=False)
+for n in range(3):
+    messages = [{"role": "user", "content": f"Say hello number {n}."}]
+    llama.create_chat_completion(messages=messages, max_tokens=16)
+print("setup: llama.cpp answers", file=sys.stderr)
