@@ -9,6 +9,7 @@ import click
 
 from raft.console import Tally, persona_argument, progress_bar, run
 from raft.errors import RaftError, UsageError
+from raft.lock import hold_persona_locks
 from raft.paths import Persona
 
 
@@ -52,8 +53,9 @@ def fetch(persona: Persona, sources: tuple[str, ...], per_host: int) -> None:
     https://NAME.substack.com. New sources are recorded. Re-running fetches only what is new.
     Example: raft fetch sample --from data/sample/essays
     """
-    from raft.corpus import fetch_corpus
+    from raft.corpus import check_per_host, fetch_corpus
 
+    check_per_host(per_host)  # before the progress bar, so the error stands alone
     with progress_bar() as progress:
         summary = fetch_corpus(persona, sources, per_host=per_host, progress=progress)
     for failure in summary.failures:
@@ -474,6 +476,7 @@ def replica_options(command):
 
 
 def open_persona_replica(persona: Persona, options: dict):
+    from raft.backends.spec import redact
     from raft.replica import ReplicaSettings, open_replica
 
     settings = ReplicaSettings(
@@ -484,7 +487,9 @@ def open_persona_replica(persona: Persona, options: dict):
         temperature=options["temperature"],
         seed=options["seed"],
     )
-    return open_replica(persona.require(), options["model"], settings, options["generator"])
+    replica = open_replica(persona.require(), options["model"], settings, options["generator"])
+    replica.label = redact(replica.label)  # a --model URL's credentials stay off the screen
+    return replica
 
 
 @cli.command()
@@ -511,18 +516,60 @@ def chat(persona: Persona, once: str | None, **options) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8000, show_default=True)
 @click.option("--api-key", envvar="RAFT_SERVE_API_KEY", help="Required of every request when set.")
-def serve(persona: Persona, host: str, port: int, api_key: str | None, **options) -> None:
+@click.option(
+    "--max-body",
+    type=click.IntRange(min=1),
+    default=1_000_000,
+    show_default=True,
+    metavar="BYTES",
+    help="Largest request body; larger ones get 413.",
+)
+@click.option(
+    "--queue",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Completions running or waiting at once; more get 503 with Retry-After.",
+)
+@click.option(
+    "--allow-host",
+    "allow_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="A Host name to serve besides loopback and --host (repeatable; '*': any).",
+)
+def serve(
+    persona: Persona,
+    host: str,
+    port: int,
+    api_key: str | None,
+    max_body: int,
+    queue: int,
+    allow_hosts: tuple[str, ...],
+    **options,
+) -> None:
     """Serve the replica over an OpenAI-compatible HTTP API.
 
     POST /v1/chat/completions (also with stream: true) and GET /v1/models; every reply
     carries the memories it used in a `memories` field. Binds to 127.0.0.1; another host
-    needs an API key (--api-key or RAFT_SERVE_API_KEY).
+    needs an API key (--api-key or RAFT_SERVE_API_KEY). Only JSON bodies up to --max-body,
+    at most 200 messages of 100,000 characters, and Host names 127.0.0.1, localhost,
+    [::1], --host and --allow-host are served.
     Example: raft serve sample --port 8000
     """
     from raft.serve import serve as run_server
 
     replica = open_persona_replica(persona, options)
-    run_server(replica, persona.name, host, port, api_key)
+    run_server(
+        replica,
+        persona.name,
+        host,
+        port,
+        api_key,
+        max_body=max_body,
+        queue=queue,
+        allow_hosts=allow_hosts,
+    )
 
 
 @cli.command()
@@ -544,6 +591,25 @@ def check(persona: Persona) -> None:
     failed = sum(not r.passed for r in results)
     if failed:
         raise RaftError(f"{failed} of {len(results)} checks failed")
+
+
+# One writer per persona (see raft/lock.py): what each command holds on data/NAME/.lock
+# while it runs. info, search, models and check only read, and take no lock.
+hold_persona_locks(
+    cli,
+    exclusive=[
+        "fetch",
+        "chunk",
+        "embed",
+        "transcript:add",
+        "ft:gen",
+        "ft:run",
+        "export",
+        "bench:setup",
+    ],
+    shared=["chat", "serve"],
+    creates=["fetch"],
+)
 
 
 def main() -> None:

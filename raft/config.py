@@ -30,9 +30,26 @@ def load_config(persona: Persona) -> dict[str, Any]:
     if not persona.config.is_file():
         return {}
     try:
-        return tomllib.loads(persona.config.read_text(encoding="utf-8"))
+        config = tomllib.loads(persona.config.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise RaftError(f"{persona.config}: not valid TOML ({exc})") from None
+    problem = _config_problem(config)
+    if problem:
+        raise RaftError(f"{persona.config}: {problem}")
+    return config
+
+
+def _config_problem(config: dict[str, Any]) -> str | None:
+    """What is wrong with the shape of persona.toml's known keys, if anything."""
+    if "name" in config and not isinstance(config["name"], str):
+        return "`name` must be a string"
+    sources = config.get("sources", [])
+    if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
+        return "`sources` must be a list of strings"
+    backends = config.get("backends", {})
+    if not isinstance(backends, dict) or not all(isinstance(v, str) for v in backends.values()):
+        return '`[backends]` must be a table of backend spec strings (e.g. generator = "local")'
+    return None
 
 
 def save_config(persona: Persona, config: dict[str, Any]) -> None:

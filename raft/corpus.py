@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from raft.config import load_config, save_config
 from raft.console import Tally
+from raft.errors import UsageError
 from raft.files import read_jsonl, write_failed
 from raft.paths import Persona
 from raft.sources import Document, Failure, Item, Skipped
@@ -195,17 +196,16 @@ class Fetch:
 
     def _web_documents(self, url: str, source: str) -> Iterator[Item]:
         known = self.corpus.knows_link
+        fetcher = self.fetcher.for_source(url)
         if _is_root(url):
-            first = archive_page(self.fetcher, url, 0)
+            first = archive_page(fetcher, url, 0)
             if first is not None:
-                yield from substack_documents(
-                    self.fetcher, url, first, source, known, self.map_pages
-                )
+                yield from substack_documents(fetcher, url, first, source, known, self.map_pages)
                 return
             if urlsplit(url).netloc.endswith(".substack.com"):
                 url = f"{url}/feed"  # the archive endpoint failed: Substack's RSS instead
         try:
-            response = self.fetcher.get(url)
+            response = fetcher.get(url)
         except FetchError as exc:
             yield Failure(source, str(exc))
             return
@@ -214,12 +214,12 @@ class Fetch:
             feed_url = find_feed_link(response.text, response.url) if _is_root(url) else None
             if feed_url:
                 try:
-                    parsed = parse_feed(self.fetcher.get(feed_url).body)
+                    parsed = parse_feed(fetcher.get(feed_url).body)
                 except FetchError as exc:
                     yield Failure(feed_url, str(exc))
                     return
         if parsed is not None:
-            yield from feed_documents(parsed, source, self.fetcher, known, self.map_pages)
+            yield from feed_documents(parsed, source, fetcher, known, self.map_pages)
             return
         kind = response.content_type.lower()
         if "xml" in kind or "rss" in kind or "atom" in kind:
@@ -242,6 +242,11 @@ def _is_root(url: str) -> bool:
     return urlsplit(url).path in ("", "/")
 
 
+def check_per_host(per_host: int) -> None:
+    if per_host < 1:  # 0 would wait forever for a free slot
+        raise UsageError("--per-host must be at least 1")
+
+
 def fetch_corpus(
     persona: Persona,
     sources: Iterable[str] = (),
@@ -249,6 +254,7 @@ def fetch_corpus(
     progress: Progress | None = None,
 ) -> FetchSummary:
     """Fetch every source into corpus.jsonl; sources given explicitly are recorded."""
+    check_per_host(per_host)
     given = list(sources)
     chosen = given or default_sources(persona)
     persona.root.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from typing import Any
 from raft.backends.llm import CachedLLM, StructuredOutputError, complete_json
 from raft.concurrency import bounded_map
 from raft.conversation import ConversationSpec
-from raft.prompts import render
+from raft.prompts import quote, render
 from raft.store import Hit, Store
 
 # A verdict's reason is capped, so that the JSON always closes within the token budget:
@@ -144,9 +144,9 @@ class Recall:
         prompt = render(
             "rephrase",
             target=self.target,
-            question=question,
+            question=quote("question", question),
             date=memory.date or "an unknown date",
-            passage=memory.text,
+            passage=quote("passage", memory.text),
         )
         memory.rephrased = clean_rephrasing(self._chat(prompt, self.spec.rephrase_tokens))
         if not memory.rephrased:
@@ -158,7 +158,10 @@ class Recall:
             memory.useful = False
             return
         prompt = render(
-            "judge_question", target=self.target, question=question, memory=memory.rephrased
+            "judge_question",
+            target=self.target,
+            question=quote("question", question),
+            memory=quote("memory", memory.rephrased),
         )
         try:
             verdict = self._judge(prompt, USEFUL)
@@ -172,9 +175,9 @@ class Recall:
         prompt = render(
             "judge_answer",
             target=self.target,
-            question=question,
-            answer=answer,
-            memory=memory.rephrased,
+            question=quote("question", question),
+            answer=quote("answer", answer),
+            memory=quote("memory", memory.rephrased),
         )
         try:
             verdict = self._judge(prompt, CONSISTENT)

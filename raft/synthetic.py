@@ -17,7 +17,7 @@ import numpy as np
 from raft.backends.embed import CachedEmbedder
 from raft.backends.llm import CachedLLM, StructuredOutputError, complete_json
 from raft.memories import REASON
-from raft.prompts import prompt_hashes, render
+from raft.prompts import prompt_hashes, quote, render
 
 LENSES = ("neutral", "skeptic", "layperson", "follow_up")
 PROMPTS = ("select_passage", "synthetic_question", *(f"lens_{lens}" for lens in LENSES))
@@ -102,7 +102,9 @@ class BackTranslator:
         return passing
 
     def is_self_contained(self, chunk: dict[str, Any]) -> bool:
-        prompt = render("select_passage", target=self.target, passage=chunk["text"])
+        prompt = render(
+            "select_passage", target=self.target, passage=quote("passage", chunk["text"])
+        )
         messages = [{"role": "user", "content": prompt}]
         try:
             verdict = complete_json(self.llm, messages, SELF_CONTAINED, max_tokens=120)
@@ -115,7 +117,7 @@ class BackTranslator:
             "synthetic_question",
             target=self.target,
             lens=render(f"lens_{lens}", target=self.target),
-            passage=chunk["text"],
+            passage=quote("passage", chunk["text"]),
         )
         reply = self.llm.complete([{"role": "user", "content": prompt}], max_tokens=60)
         return clean_question(reply)

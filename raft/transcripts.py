@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from raft.console import warn
 from raft.dates import is_iso_date
 from raft.errors import RaftError, UsageError
 from raft.files import write_json
@@ -105,14 +106,30 @@ def _norm(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", "", text.lower()).split())
 
 
+_WARNED: set[frozenset[Path]] = set()  # pairs already reported by this process
+
+
 def _same_interview(one: Interview, other: Interview) -> str | None:
-    """Why `one` is `other` again (same url, or most of its texts), or None."""
-    if one.url and one.url == other.url:
-        return f"{one.path} and {other.path} are the same interview (same url)"
+    """Why `one` is `other` again (it repeats most of its questions and answers), or None.
+
+    The content decides: real transcripts carry urls pasted from another interview, so a
+    shared url alone only gets a warning."""
     texts = {_norm(t) for pair in one.exchanges for t in pair}
     shared = texts & {_norm(t) for pair in other.exchanges for t in pair}
+    same_url = bool(one.url) and one.url == other.url
     if len(shared) * 2 > len(texts):
+        if same_url:
+            return (
+                f"{one.path} and {other.path} are the same interview (same url) with most "
+                "of the same exchanges"
+            )
         return f"{one.path} repeats most of {other.path}"
+    if same_url and frozenset((one.path, other.path)) not in _WARNED:
+        _WARNED.add(frozenset((one.path, other.path)))
+        warn(
+            f"{one.path} and {other.path} share the url {one.url} but not their exchanges; "
+            "treated as different interviews"
+        )
     return None
 
 

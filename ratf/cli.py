@@ -10,6 +10,7 @@ import click
 
 from raft.console import persona_argument, progress_bar, run
 from raft.errors import UsageError
+from raft.lock import hold_persona_locks
 from raft.paths import Persona
 
 
@@ -40,6 +41,7 @@ def run_(persona: Persona, replicas: tuple[str, ...], max_tokens: int) -> None:
     trained model without and with memories (ft, raft), the four-way RAFT ablation.
     Example: ratf run sample --replica base=local,memories=off --replica rag=local
     """
+    from raft.backends.spec import redact
     from ratf.runner import RunSettings, default_replicas, parse_replica, run_replicas
 
     specs = [parse_replica(text) for text in replicas] or default_replicas(persona.require())
@@ -48,7 +50,7 @@ def run_(persona: Persona, replicas: tuple[str, ...], max_tokens: int) -> None:
             persona.require(), specs, RunSettings(max_tokens=max_tokens), progress
         )
     labels = ", ".join(
-        f"{s.label}={s.model}{'' if s.memories else ' (no memories)'}" for s in specs
+        f"{s.label}={redact(s.model)}{'' if s.memories else ' (no memories)'}" for s in specs
     )
     click.echo(f"{folder.name}: replies of {labels} in {folder}")
 
@@ -120,6 +122,10 @@ def report(persona: Persona, run_id: str | None) -> None:
     paths = write_report(folder)
     print_table(json.loads((folder / "summary.json").read_text(encoding="utf-8")))
     click.echo(f"report: {paths.get('report', folder / 'report.md')}")
+
+
+# One writer per persona (see raft/lock.py): every ratf command writes under ratf/.
+hold_persona_locks(cli, exclusive=["run", "score", "report"])
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from raft.config import persona_llm
 from raft.console import Tally
 from raft.memories import REASON
 from raft.paths import Persona
-from raft.prompts import prompt_hashes, render
+from raft.prompts import prompt_hashes, quote, render
 from ratf.items import BenchItem
 
 if TYPE_CHECKING:
@@ -63,10 +63,10 @@ def pairwise(llm: Any, item: BenchItem, reply: str, baseline: str) -> float:
         prompt = render(
             "ratf_pairwise",
             target=item.target,
-            question=item.question,
-            answer=item.answer,
-            reply_a=first,
-            reply_b=second,
+            question=quote("question", item.question),
+            answer=quote("real_answer", item.answer),
+            reply_a=quote("reply_a", first),
+            reply_b=quote("reply_b", second),
         )
         verdict = ask(llm, prompt, PAIRWISE)
         wins += 0.5 if verdict is None else float(verdict["closer"] == replica_is)
@@ -78,11 +78,12 @@ def discriminate(llm: Any, item: BenchItem, replies: list[str]) -> float:
     candidates = [item.answer, *replies]
     order = list(range(len(candidates)))
     random.Random(item.id).shuffle(order)
-    numbered = "\n\n".join(
-        f"<reply_{n}>\n{candidates[i]}\n</reply_{n}>" for n, i in enumerate(order, 1)
-    )
+    numbered = "\n\n".join(quote(f"reply_{n}", candidates[i]) for n, i in enumerate(order, 1))
     prompt = render(
-        "ratf_discriminate", target=item.target, question=item.question, replies=numbered
+        "ratf_discriminate",
+        target=item.target,
+        question=quote("question", item.question),
+        replies=numbered,
     )
     verdict = ask(llm, prompt, discriminate_schema(len(candidates)))
     return float(verdict is not None and order[verdict["real"] - 1] == 0)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from raft.backends.spec import redact
 from raft.concurrency import bounded_map
 from raft.console import Tally, warn
 from raft.conversation import Budget, ConversationSpec
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
 LABEL = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
+RUN_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,199}$")  # a folder name, never "." or ".."
 CONTROLS = ("oracle", "shuffled", "other_voice")
 
 
@@ -140,7 +142,7 @@ def run_replicas(
         folder / "run.json",
         {
             "run": folder.name,
-            "replicas": {s.label: {"spec": s.model, "memories": s.memories} for s in specs},
+            "replicas": {s.label: {"spec": redact(s.model), "memories": s.memories} for s in specs},
             "models": models,
             "settings": asdict(settings),
             "items": str(items_path(persona).relative_to(persona.root)),
@@ -154,7 +156,8 @@ def latest_run(persona: Persona, run: str | None = None, marker: str = "run.json
     """The named run, else the newest with `marker` (run.json: replied; summary.json: scored)."""
     runs = persona.ratf / "runs"
     first = "ratf run" if marker == "run.json" else "ratf score"
-    if run:
+    if run is not None:
+        check_run_name(run, runs)
         if not (runs / run / marker).is_file():
             raise UsageError(f"no {marker} for run {run!r} in {runs}: run `{first}` first")
         return runs / run
@@ -162,6 +165,16 @@ def latest_run(persona: Persona, run: str | None = None, marker: str = "run.json
     if not done:
         raise UsageError(f"no {marker} in {runs}: run `{first} {persona.name}` first")
     return done[-1]
+
+
+def check_run_name(run: str, runs: Path) -> str:
+    """A run is named by its folder in `runs`, never by a path that could lead elsewhere."""
+    if not RUN_NAME.match(run):
+        raise UsageError(
+            f"--run {run!r} is not the name of a run: give the name of a folder in {runs} "
+            "(no path, no '..')"
+        )
+    return run
 
 
 def new_run_folder(persona: Persona, prefix: str = "") -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -90,3 +91,20 @@ def serve_app(app) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+class PromptRecorder:
+    """A real LLM implementation with fixed verdicts and replies, recording its prompts."""
+
+    model_id = "recorder"
+    concurrency = 1
+    VERDICTS = {"closer": "A", "real": 1, "useful": True, "consistent": True, "reason": "fixed"}
+
+    def __init__(self):
+        self.prompts: list[str] = []
+
+    def complete(self, messages, *, schema=None, **params):
+        self.prompts.append(messages[-1]["content"])
+        if schema is None:
+            return "I remember writing about it."
+        return json.dumps({key: self.VERDICTS[key] for key in schema["required"]})

@@ -19,7 +19,7 @@ from raft.dataset import Sample
 from raft.files import read_jsonl
 from raft.paths import Persona
 from raft.replica import ReplicaSettings, open_replica
-from tests.helpers import run_cli, serve_app
+from tests.helpers import PromptRecorder, run_cli, serve_app
 from tests.tiny_persona import INTERVIEWS, TARGET, build_store, write_tiny_persona
 
 SOURCES = '# where the essays live\nsources = ["essays"]\n'
@@ -166,21 +166,6 @@ def test_every_prompt_names_the_target_the_transcripts_give(trained, persona):
     # ft:gen's samples go to no model; chat's and serve's replies do.
     assert len(systems) >= 2 and all(s.startswith(you_are) for s in systems)
     assert not any("You are lena" in str(m) for m in requests_sent(folder))
-
-
-class PromptRecorder:
-    """A real judge implementation with fixed verdicts, recording what it is asked."""
-
-    model_id = "recorder"
-    concurrency = 1
-
-    def __init__(self):
-        self.prompts: list[str] = []
-
-    def complete(self, messages, *, schema=None, **params):
-        self.prompts.append(messages[-1]["content"])
-        verdict = {"closer": "A", "real": 1, "reason": "fixed"}
-        return json.dumps({key: verdict[key] for key in schema["required"] if key in verdict})
 
 
 def test_transcript_add_records_the_name_and_reports_others(tmp_path):

@@ -45,7 +45,12 @@ class Cache:
             if self.path != Path(":memory:"):
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=60)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            try:
+                # The first statement that reads the file: it finds out whether it is one.
+                self._db.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.DatabaseError:
+                self._db.close()  # before anything is written to a file that is no cache
+                raise
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS calls ("
@@ -61,13 +66,28 @@ class Cache:
     @contextmanager
     def _writing(self) -> Iterator[None]:
         """A full disk or read-only folder becomes one clear error naming the cache file."""
+        with self._reading():
+            try:
+                yield
+            except (sqlite3.OperationalError, OSError) as exc:
+                raise RaftError(f"cannot write {self.path}: {exc}") from exc
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """A file that is no SQLite database, or a damaged one, becomes one clear error
+        naming it; it is left as it is, since it may be something the user wants back."""
         try:
             yield
-        except (sqlite3.OperationalError, OSError) as exc:
-            raise RaftError(f"cannot write {self.path}: {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            if getattr(exc, "sqlite_errorname", "") not in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
+                raise
+            raise RaftError(
+                f"{self.path}: not a usable cache ({exc}); delete it to rebuild (cached calls "
+                "will be made again)"
+            ) from None
 
     def get(self, key: str) -> bytes | None:
-        with self._lock:
+        with self._lock, self._reading():
             row = self._db.execute("SELECT value FROM calls WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
@@ -78,7 +98,7 @@ class Cache:
         """key -> column for the keys that are cached."""
         keys = list(dict.fromkeys(keys))
         found: dict[str, Any] = {}
-        with self._lock:
+        with self._lock, self._reading():
             for start in range(0, len(keys), 500):  # SQLite caps bound parameters
                 batch = keys[start : start + 500]
                 marks = ",".join("?" * len(batch))
@@ -116,7 +136,7 @@ class Cache:
         return self._select("request", keys)
 
     def count(self, kind: str | None = None) -> int:
-        with self._lock:
+        with self._lock, self._reading():
             if kind is None:
                 return self._db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
             query = "SELECT COUNT(*) FROM calls WHERE kind = ?"

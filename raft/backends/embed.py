@@ -15,7 +15,7 @@ import numpy as np
 from raft.backends import models
 from raft.backends.cache import Cache, cache_key
 from raft.backends.openai_client import make_client
-from raft.backends.spec import BackendSpec, parse_spec
+from raft.backends.spec import BackendSpec, parse_spec, redact, redact_url
 from raft.errors import RaftError
 
 
@@ -59,8 +59,8 @@ class OpenAIEmbedder:
 
     def __init__(self, model: str, url: str | None = None, batch_size: int = 256):
         self.model = model
-        self.url = url
-        self.model_id = f"openai:{model}" + (f"@{url}" if url else "")
+        self.url = url  # as given, credentials and all: for the HTTP client only
+        self.model_id = f"openai:{model}" + (f"@{redact_url(url)}" if url else "")
         self.batch_size = batch_size
         self._client: Any = None
 
@@ -72,7 +72,8 @@ class OpenAIEmbedder:
         try:
             out = self._client.embeddings.create(model=self.model, input=texts)
         except openai.APIError as exc:
-            raise RaftError(f"{self.model_id}: {type(exc).__name__}: {exc.message}") from None
+            message = redact(exc.message)
+            raise RaftError(f"{self.model_id}: {type(exc).__name__}: {message}") from None
         vectors = np.array([item.embedding for item in out.data], dtype=np.float32)
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
 

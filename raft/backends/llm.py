@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from raft.backends import models
 from raft.backends.cache import Cache, key_of, request_text
 from raft.backends.openai_client import make_client
-from raft.backends.spec import BackendSpec, parse_spec
+from raft.backends.spec import BackendSpec, parse_spec, redact, redact_url
 from raft.errors import RaftError
 
 Messages = list[dict[str, str]]
@@ -148,8 +148,8 @@ class OpenAILLM:
 
     def __init__(self, model: str, url: str | None = None, concurrency: int | None = None):
         self.model = model
-        self.url = url
-        self.model_id = f"openai:{model}" + (f"@{url}" if url else "")
+        self.url = url  # as given, credentials and all: for the HTTP client only
+        self.model_id = f"openai:{model}" + (f"@{redact_url(url)}" if url else "")
         self.concurrency = concurrency or int(os.environ.get("RAFT_CONCURRENCY", "8"))
         self._slots = threading.BoundedSemaphore(self.concurrency)
         self._client: Any = None
@@ -208,7 +208,7 @@ class OpenAILLM:
                 raise self._error(exc) from None
 
     def _error(self, exc: Exception) -> RaftError:
-        message = getattr(exc, "message", str(exc))
+        message = redact(getattr(exc, "message", str(exc)))
         return RaftError(f"{self.model_id}: {type(exc).__name__}: {message}")
 
     def stream(self, messages, *, temperature=0.0, max_tokens=512, seed=0, stop=None):
@@ -217,12 +217,13 @@ class OpenAILLM:
         params = sampling(temperature, max_tokens, seed, stop)
         with self._slots:
             try:
-                chunks = self.client.chat.completions.create(
+                # Closed when the caller stops reading, so the server stops generating.
+                with self.client.chat.completions.create(
                     model=self.model, messages=messages, stream=True, **params
-                )
-                for chunk in chunks:
-                    if chunk.choices and chunk.choices[0].delta.content:
-                        yield chunk.choices[0].delta.content
+                ) as chunks:
+                    for chunk in chunks:
+                        if chunk.choices and chunk.choices[0].delta.content:
+                            yield chunk.choices[0].delta.content
             except openai.APIError as exc:
                 raise self._error(exc) from None
 

@@ -1,29 +1,89 @@
-"""Backend spec strings, parsed once."""
+"""Backend spec strings, parsed once.
+
+A server URL may carry credentials (`https://user:password@host/v1`, `?api_key=...`). They
+reach the HTTP client only: `str(spec)`, model ids, records, cache keys and messages show
+the URL without them. A spec read back from a record finds them again in a spec given to
+this process (a flag, persona.toml) or in RAFT_GENERATOR, RAFT_JUDGE or RAFT_EMBEDDER.
+"""
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from raft.errors import UsageError
 
 SPEC_HELP = "`local`, `gguf:/path/model.gguf`, `openai:MODEL` or `openai:MODEL@http://host:port/v1`"
 _OPENAI = re.compile(r"^openai:(?P<model>[^@\s]+)(?:@(?P<url>https?://\S+))?$")
+# Query parameters that carry a secret: api_key, key, access_token, sig, password, ...
+_SECRET_PARAM = re.compile(r"key|token|secret|passw|pwd|auth|sig|credential", re.IGNORECASE)
+_URL = re.compile(r"https?://[^\s'\"`<>]+")
+_KEY = re.compile(r"\b(sk-[A-Za-z0-9_-]{4})[A-Za-z0-9_-]+")
+
+# Redacted URL -> the URL as given, for URLs given with credentials to this process.
+_CREDENTIALS: dict[str, str] = {}
 
 
-@dataclass(frozen=True)
+def redact_url(url: str) -> str:
+    """The URL without user:password@ and without query parameters that hold a secret."""
+    try:
+        parts = urlsplit(url)
+        host = parts.netloc.rpartition("@")[2]
+        query = parse_qsl(parts.query, keep_blank_values=True)
+    except ValueError:  # not a URL we can take apart: show none of it
+        return "<url>"
+    kept = parts.query
+    if any(_SECRET_PARAM.search(name) for name, _ in query):
+        kept = urlencode([(k, v) for k, v in query if not _SECRET_PARAM.search(k)])
+    return urlunsplit((parts.scheme, host, parts.path, kept, parts.fragment))
+
+
+def redact(text: str) -> str:
+    """Free text (a command line, a message) with every URL in it redacted, and API keys
+    shortened to their first characters."""
+    return _KEY.sub(r"\1...", _URL.sub(lambda match: redact_url(match[0]), text))
+
+
+@dataclass(frozen=True, repr=False)
 class BackendSpec:
     kind: str  # "local" | "gguf" | "openai"
     model: str = ""  # a GGUF path or a remote model name
-    url: str | None = None  # an OpenAI-compatible base URL; None means api.openai.com
+    url: str | None = None  # an OpenAI-compatible base URL as given; None: api.openai.com
 
-    def __str__(self) -> str:
+    @property
+    def redacted(self) -> str:
+        """The spec as recorded and shown: the URL without credentials."""
         if self.kind == "local":
             return "local"
         if self.kind == "gguf":
             return f"gguf:{self.model}"
-        return f"openai:{self.model}" + (f"@{self.url}" if self.url else "")
+        return f"openai:{self.model}" + (f"@{redact_url(self.url)}" if self.url else "")
+
+    def __str__(self) -> str:
+        return self.redacted
+
+    def __repr__(self) -> str:
+        return f"BackendSpec({self.redacted!r})"
+
+
+def with_credentials(url: str) -> str:
+    """A URL as recorded (no credentials), with the credentials given for it in this
+    process or in a role's environment variable; unchanged where none were given."""
+    if redact_url(url) != url:  # given with credentials: keep them for the records read later
+        _CREDENTIALS[redact_url(url)] = url
+        return url
+    if url in _CREDENTIALS:
+        return _CREDENTIALS[url]
+    from raft.config import ROLES
+
+    for variable in ROLES.values():
+        match = _OPENAI.match((os.environ.get(variable) or "").strip())
+        if match and match["url"] and redact_url(match["url"]) == url:
+            return match["url"]
+    return url
 
 
 def parse_spec(text: str) -> BackendSpec:
@@ -34,9 +94,10 @@ def parse_spec(text: str) -> BackendSpec:
     if text.startswith("gguf:") and len(text) > 5:
         path = Path(text[5:]).expanduser()
         if not path.is_file():
-            raise UsageError(f"backend {text!r}: no such GGUF file {path}")
+            raise UsageError(f"backend {redact(text)!r}: no such GGUF file {path}")
         return BackendSpec("gguf", str(path.resolve()))
     match = _OPENAI.match(text)
     if match:
-        return BackendSpec("openai", match["model"], match["url"])
-    raise UsageError(f"unknown backend spec {text!r}: use {SPEC_HELP}")
+        url = with_credentials(match["url"]) if match["url"] else None
+        return BackendSpec("openai", match["model"], url)
+    raise UsageError(f"unknown backend spec {redact(text)!r}: use {SPEC_HELP}")

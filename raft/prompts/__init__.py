@@ -21,6 +21,15 @@ def render(name: str, **values: str) -> str:
     return Template(template(name)).substitute(values)
 
 
+def quote(kind: str, text: str) -> str:
+    """Untrusted text (scraped passages, questions, answers, replies) between tags it cannot
+    close: the tag carries a hash of the text itself, and no text can contain the closing
+    tag of its own hash. Deterministic, so the same call keeps the same cache key."""
+    digest = hashlib.sha256(f"{kind}\0{text}".encode()).hexdigest()[:12]
+    tag = f"{kind}-{digest}"
+    return f"<{tag}>\n{text}\n</{tag}>"
+
+
 def prompt_hash(name: str) -> str:
     return hashlib.sha256(template(name).encode("utf-8")).hexdigest()[:12]
 
