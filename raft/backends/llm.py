@@ -6,6 +6,7 @@ front of any of them, and `complete_json` adds schema-constrained output with a 
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
@@ -85,6 +86,11 @@ def _load_llama(path: str, lora_path: str | None) -> Any:
         n_threads=os.cpu_count(),
         verbose=False,
     )
+
+
+# Free loaded models while llama_cpp is still whole: left to interpreter shutdown, their
+# finalizers run after the library's functions are gone and print a traceback.
+atexit.register(_load_llama.cache_clear)
 
 
 class LlamaCppLLM:
