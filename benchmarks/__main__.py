@@ -8,7 +8,7 @@ import time
 
 from benchmarks.report import print_table, write_markdown
 
-STAGES = ["fetch", "chunk", "embed", "retrieve", "ftgen", "train", "memory"]
+STAGES = ["fetch", "chunk", "embed", "retrieve", "ftgen", "train", "memory", "likelihood"]
 
 
 def main() -> None:

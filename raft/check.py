@@ -56,7 +56,7 @@ def find_held_out(blobs: Iterator[tuple[str, str]], held: list[tuple[str, str]])
 
 
 def file_lines(folder: Path) -> Iterator[tuple[str, str]]:
-    for path in sorted(folder.glob("*.json*")) if folder.is_dir() else []:
+    for path in sorted(folder.rglob("*.json*")) if folder.is_dir() else []:
         with open(path, encoding="utf-8") as handle:
             for number, line in enumerate(handle, 1):
                 yield f"{path}:{number}", line

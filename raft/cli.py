@@ -8,9 +8,10 @@ from pathlib import Path
 import click
 
 from raft.console import Tally, persona_argument, progress_bar, run
+from raft.conversation import DEFAULT_MEMORY_STYLE, MEMORY_STYLES, NO_MEMORIES
 from raft.errors import RaftError, UsageError
 from raft.lock import hold_persona_locks
-from raft.paths import Persona
+from raft.paths import DATASETS, Persona
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -203,6 +204,19 @@ def transcript_add(
     help="Chance that a sample also keeps memories that failed the answer-aware judge.",
 )
 @click.option("--context", is_flag=True, help="Add the previous answer to retrieval queries.")
+@click.option(
+    "--memories",
+    "memory_style",
+    type=click.Choice(MEMORY_STYLES),
+    help=f"How a memory is written: the chunk's sentences closest to the question, verbatim "
+    f"(extractive), or an LLM's first-person recollection (rephrased). [{DEFAULT_MEMORY_STYLE}]",
+)
+@click.option(
+    "--no-memories",
+    is_flag=True,
+    help="Write the plain dataset into finetune/plain/: the same samples with no memory slot, "
+    "the fine-tuning baseline RAFT is measured against.",
+)
 @click.option("--valid-fraction", default=0.1, show_default=True, help="Held for validation.")
 @click.option(
     "--synthetic",
@@ -235,6 +249,8 @@ def ft_gen(
     answer_reserve: int,
     distractors: float,
     context: bool,
+    memory_style: str | None,
+    no_memories: bool,
     valid_fraction: float,
     synthetic: int,
     lenses: str,
@@ -247,6 +263,7 @@ def ft_gen(
 
     Writes finetune/raft.jsonl (generic), openai(.valid).jsonl, messages(.valid).jsonl
     (TRL), sharegpt.json and stats.json. Re-running makes no model call already made.
+    --no-memories writes the same files into finetune/plain/ with no memory slot.
     --synthetic N adds back-translated samples: an LLM writes the question an interviewer
     would have asked for a passage of the author's writing; the passage stays the answer.
     Example: raft ft:gen sample -k 4 --synthetic 10 --lenses neutral,skeptic
@@ -256,6 +273,8 @@ def ft_gen(
 
     if oai and generic:
         raise UsageError("--oai and --generic exclude each other")
+    if no_memories and memory_style:
+        raise UsageError("--memories and --no-memories exclude each other")
     if not 0 <= distractors <= 1 or not 0 <= valid_fraction < 1 or k < 1 or max_tokens < 256:
         raise UsageError(
             "need 0 <= --distractors <= 1, 0 <= --valid-fraction < 1, -k >= 1, --max-tokens >= 256"
@@ -274,6 +293,7 @@ def ft_gen(
         reserve=answer_reserve,
         distractors=distractors,
         context=context,
+        memory_style=NO_MEMORIES if no_memories else memory_style or DEFAULT_MEMORY_STYLE,
         valid_fraction=valid_fraction,
         synthetic=SyntheticSettings(
             n=synthetic, lenses=chosen, ratio=synthetic_ratio, speech=speech
@@ -305,6 +325,14 @@ def print_ft_gen_summary(persona: Persona, stats: dict, calls: int) -> None:
 )
 @click.option("--base-model", metavar="M", help="Local: HF folder or hub id; OpenAI: model name.")
 @click.option("--method", type=click.Choice(["sft", "dpo"]), default="sft", show_default=True)
+@click.option(
+    "--dataset",
+    type=click.Choice(DATASETS),
+    default="raft",
+    show_default=True,
+    help="Train on the RAFT samples (finetune/) or the same samples without memories "
+    "(finetune/plain/, from `ft:gen --no-memories`).",
+)
 @click.option("--epochs", type=int, help="Passes over the training file.")
 @click.option("--max-steps", type=int, help="Local: stop after this many optimizer steps.")
 @click.option("--lr", type=float, help="Local: learning rate (default 2e-4 SFT, 5e-5 DPO).")
@@ -320,6 +348,7 @@ def ft_run(
     backend: str,
     base_model: str | None,
     method: str,
+    dataset: str,
     epochs: int | None,
     max_steps: int | None,
     lr: float | None,
@@ -369,6 +398,7 @@ def ft_run(
             lr_multiplier=lr_multiplier,
             batch_size=batch_size,
             suffix=suffix or persona.name,
+            dataset=dataset,
         )
         record = run_openai_job(persona, settings)
     else:
@@ -387,6 +417,7 @@ def ft_run(
             resume=resume,
             max_length=max_length,
             save_steps=save_steps,
+            dataset=dataset,
         )
         record = run_lora(persona, settings)
     click.echo(f"{record.id}: {record.status} -> {record.model}")

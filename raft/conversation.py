@@ -31,7 +31,11 @@ TIKTOKEN = "cl100k_base"
 # Per-message overhead of chat formatting, as in OpenAI's token-counting guidance.
 MESSAGE_OVERHEAD = 4
 PROMPTS = ("system", "memory_slot", "rephrase", "judge_question", "judge_answer")
-MEMORY_STYLES = ("rephrased",)
+# rephrased: an LLM recalls the passage in the first person; extractive: the one or two
+# sentences of it nearest to the question, verbatim (raft.extractive), with no LLM call.
+MEMORY_STYLES = ("rephrased", "extractive")
+DEFAULT_MEMORY_STYLE = "extractive"  # chosen by the fidelity study, docs/fidelity.md
+NO_MEMORIES = "none"  # the plain dataset's style: the same samples, no memory slot
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,7 @@ class ConversationSpec:
     embedder_id: str = ""
     k: int = 6
     context: bool = False  # the previous answer joins the retrieval query
-    memory_style: str = "rephrased"
+    memory_style: str = DEFAULT_MEMORY_STYLE
     prompts: dict[str, str] = field(default_factory=lambda: prompt_hashes(*PROMPTS))
     rephrase_tokens: int = 80  # one or two sentences
     judge_tokens: int = 120
@@ -114,9 +118,9 @@ class ConversationSpec:
         ]
 
 
-def training_spec(persona: Persona) -> ConversationSpec | None:
-    """The spec ft:gen made the current training data with (`finetune/stats.json`)."""
-    path = persona.finetune / "stats.json"
+def training_spec(persona: Persona, dataset: str = "raft") -> ConversationSpec | None:
+    """The spec ft:gen made a dataset's current files with (its `stats.json`)."""
+    path = persona.dataset(dataset) / "stats.json"
     if not path.is_file():
         return None
     spec = json.loads(path.read_text(encoding="utf-8")).get("spec")

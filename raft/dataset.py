@@ -32,6 +32,7 @@ class Sample:
     answer: str
     memories: list[Memory]  # every memory retrieved, with both verdicts
     kept: list[str]  # chunk ids in the question's memory slot
+    sources: list[str] = field(default_factory=list)  # essays the answer draws on, if known
     distractors: bool = False
     synthetic: bool = False
     lens: str = ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from raft.backends.embed import make_embedder
@@ -17,7 +18,14 @@ from raft.backends.llm import CachedLLM, make_llm
 from raft.concurrency import bounded_map
 from raft.config import backend_spec, open_cache, record_target
 from raft.console import Tally
-from raft.conversation import ConversationSpec, Exchange, render, system_prompt
+from raft.conversation import (
+    DEFAULT_MEMORY_STYLE,
+    NO_MEMORIES,
+    ConversationSpec,
+    Exchange,
+    render,
+    system_prompt,
+)
 from raft.dataset import (
     Sample,
     check_openai,
@@ -29,6 +37,7 @@ from raft.dataset import (
 from raft.errors import RaftError, UsageError
 from raft.files import read_jsonl, write_json, write_jsonl, write_text
 from raft.memories import Recall
+from raft.memory_quality import sample_quality
 from raft.paths import Persona
 from raft.store import Store, require_store
 from raft.synthetic import BackTranslator, SyntheticSettings, speech_answer
@@ -44,6 +53,7 @@ class GenSettings:
     reserve: int = 512  # of which kept for the answer, so history never depends on it
     distractors: float = 0.0  # chance a sample also keeps pass-1-only memories
     context: bool = False  # add the previous answer to the retrieval query
+    memory_style: str = DEFAULT_MEMORY_STYLE  # or NO_MEMORIES: the plain dataset
     valid_fraction: float = 0.1
     token_limit: int = 16385  # per-example limit checked for OpenAI files
     seed: int = 0
@@ -64,6 +74,8 @@ def _recalled(
     exclude_doc: str | None = None,
 ) -> Sample:
     """Recall and judge memories for the sample's question with its real answer."""
+    if recall.spec.memory_style == NO_MEMORIES:
+        return sample  # the plain dataset: the same sample with an empty memory slot
     memories = recall.recall(sample.question, before, previous_answer, exclude_doc)
     recall.check_against_answer(sample.question, sample.answer, memories)
     sample.distractors = _keeps_distractors(sample.id, settings)
@@ -90,6 +102,7 @@ def _exchange_sample(
         answer=answer,
         memories=[],
         kept=[],
+        sources=list(interview.sources[index]) if interview.sources else [],
     )
     previous = interview.exchanges[index - 1][1] if index else ""
     return _recalled(recall, settings, sample, interview.date, previous)
@@ -174,6 +187,7 @@ def open_spec(
         embedder_id=store.embedder.model_id,
         k=settings.k,
         context=settings.context,
+        memory_style=settings.memory_style,
         max_tokens=settings.max_tokens,
         reserve=settings.reserve,
     )
@@ -233,22 +247,21 @@ def generate(
     return samples, made, llm
 
 
-def record_calls(persona: Persona, llm: CachedLLM) -> None:
+def record_calls(folder: Path, llm: CachedLLM) -> None:
     """List the cache keys of every call behind raft.jsonl (their requests stay in the cache),
     so `raft check` can prove no held-out text was sent while making training data."""
     if llm.cache is not None:
         llm.cache.keep_requests(llm.ledger or {})  # entries cached before requests were kept
-    write_text(persona.cache_keys, "".join(f"{key}\n" for key in sorted(llm.ledger or {})))
+    write_text(folder / "cache_keys.txt", "".join(f"{key}\n" for key in sorted(llm.ledger or {})))
 
 
-def write_formats(persona: Persona, samples: list[Sample], settings: GenSettings) -> dict:
+def write_formats(out: Path, samples: list[Sample], settings: GenSettings) -> dict:
     """The OpenAI, TRL and ShareGPT files from the samples; returns the OpenAI check."""
     train = [s for s in samples if not is_validation(s.id, settings.valid_fraction)]
     valid = [s for s in samples if is_validation(s.id, settings.valid_fraction)]
     check = check_openai([to_openai(s.messages) for s in train + valid], settings.token_limit)
     if check.errors:
         raise RaftError("OpenAI file check failed: " + "; ".join(check.errors))
-    out = persona.finetune
     write_jsonl(out / "openai.jsonl", [to_openai(s.messages) for s in train])
     write_jsonl(out / "openai.valid.jsonl", [to_openai(s.messages) for s in valid])
     write_jsonl(out / "messages.jsonl", [to_trl(s.messages) | {"id": s.id} for s in train])
@@ -274,6 +287,13 @@ def statistics(samples: list[Sample], made: dict[str, Any], split: dict) -> dict
             "kept": sum(len(s.kept) for s in samples),
             "errors": sum(bool(m.error) for m in memories),
         },
+        # Retrieval and judge against the essays each answer draws on, and what the gate
+        # dropped (raft.memory_quality); rates are None without annotated sources.
+        "quality": (
+            None
+            if spec.get("memory_style") == NO_MEMORIES
+            else sample_quality(samples, spec.get("k", 0))
+        ),
         "synthetic_by_lens": dict(Counter(s.lens for s in samples if s.synthetic)),
         "samples_with_distractors": sum(s.distractors for s in samples),
         "samples_truncated": sum(s.history_dropped > 0 for s in samples),
@@ -300,19 +320,27 @@ def run_ft_gen(
     embedder: str | None = None,
     progress: Any = None,
 ) -> tuple[dict[str, Any], int]:
-    """`raft ft:gen`: `only="oai"` rebuilds formats from raft.jsonl; `only="generic"` skips them."""
-    generic = persona.finetune / "raft.jsonl"
+    """`raft ft:gen`: `only="oai"` rebuilds formats from raft.jsonl; `only="generic"` skips them.
+
+    Writes the RAFT dataset into finetune/, or with memory style "none" the plain one into
+    finetune/plain/."""
+    dataset = "plain" if settings.memory_style == NO_MEMORIES else "raft"
+    folder = persona.dataset(dataset)
+    generic = folder / "raft.jsonl"
     if only == "oai":
         if not generic.is_file():
-            raise UsageError(f"no {generic}: run `raft ft:gen {persona.name} --generic` first")
+            flags = " --no-memories" if dataset == "plain" else ""
+            raise UsageError(
+                f"no {generic}: run `raft ft:gen {persona.name}{flags} --generic` first"
+            )
         samples = [Sample.from_row(row) for row in read_jsonl(generic)]
         made, calls = (samples[0].made if samples else {}), 0
     else:
         samples, made, llm = generate(persona, settings, generator, embedder, progress)
         calls = llm.calls
         write_jsonl(generic, [s.to_row() for s in samples])
-        record_calls(persona, llm)
-    split = {} if only == "generic" else write_formats(persona, samples, settings)
-    stats = statistics(samples, made, split)
-    write_json(persona.finetune / "stats.json", stats)
+        record_calls(folder, llm)
+    split = {} if only == "generic" else write_formats(folder, samples, settings)
+    stats = {"dataset": dataset} | statistics(samples, made, split)
+    write_json(folder / "stats.json", stats)
     return stats, calls

@@ -1,19 +1,30 @@
-"""Retrieve -> rephrase -> judge: the one path shared by ft:gen, chat/serve and bench:setup,
-so the replica is tested and served on exactly what it was trained on. The memory slot
-itself is rendered by `raft.conversation`.
+"""Retrieve -> rephrase -> gate -> judge: the one path shared by ft:gen, chat/serve and
+bench:setup, so the replica is tested and served on exactly what it was trained on. The
+memory slot itself is rendered by `raft.conversation`.
+
+In the `extractive` memory style a memory is the author's own sentences (`raft.extractive`)
+rather than an LLM's rephrasing, and needs no gate. A rephrasing passes a cheap gate before
+any judge: echoes of the prompt or question, fragments, talk about the author rather than
+as them, and text far from its passage are dropped with a reason, at no judge call.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from raft.backends.llm import CachedLLM, StructuredOutputError, complete_json
 from raft.concurrency import bounded_map
 from raft.conversation import ConversationSpec
-from raft.prompts import quote, render
+from raft.extractive import extract, sentences
+from raft.prompts import quote, render, template
 from raft.store import Hit, Store
+from raft.transcripts import INTERVIEW_ANSWER
+
+if TYPE_CHECKING:
+    from raft.backends.embed import Embedder
 
 # A verdict's reason is capped, so that the JSON always closes within the token budget:
 # small models otherwise ramble in it until the reply is cut off mid-string.
@@ -49,6 +60,7 @@ class Memory:
     consistent: bool | None = None  # pass 2: judged against the real answer (training only)
     consistent_reason: str = ""
     error: str = ""  # why a step produced nothing usable
+    gate: str = ""  # why the cheap gate dropped the rephrasing before any judge (GATES)
 
     @classmethod
     def from_hit(cls, hit: Hit) -> Memory:
@@ -77,6 +89,113 @@ def clean_rephrasing(text: str) -> str:
         text = text[1:-1].strip()
     sentences = list(dict.fromkeys(s for s in _SENTENCE_END.split(text) if s))
     return " ".join(sentences[:MAX_SENTENCES])
+
+
+# The cheap gate: what a rephrasing that is not a memory of the author looks like. Checked
+# before any judge (a gated memory costs no judge call), in this order; each is a stable code.
+GATES = ("prompt_echo", "question_echo", "too_short", "third_person", "off_passage")
+ECHO_RUN = 5  # words in a row shared with the rephrase prompt's own instructions
+MIN_WORDS = 4  # fewer words are a fragment ("Gemma,", "Lena Marsh,"), not a memory
+QUESTION_SHARE = 0.8  # share of a rephrasing's words taken from the question
+# Cosine similarity (MiniLM) of a rephrasing to its passage, or to the nearest sentence of
+# it, below which it is about something else (`passage_similarities`). On SmolLM2's
+# rephrasings of the tiny and sample personas, the evasions ("I'm not sure what to say.")
+# scored 0.17-0.32, invented scenes 0.42-0.43, and those that kept to the passage 0.49 up.
+MIN_PASSAGE_SIMILARITY = 0.45
+
+_WORDS = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_QUOTE_TAG = re.compile(r"</?(?:question|passage|memory|answer)(?:-[0-9a-f]{12})?>", re.I)
+_QUESTION_LABEL = re.compile(r"^\W*(?:the\s+)?question(?:\s+is)?\s*[:\-]", re.I)
+# Talk about the task rather than the author's past, which the prompt itself rules out.
+_TASK_TALK = re.compile(
+    r"\b(?:the|this) passage\b|\b(?:ai|writing|language) (?:model|assistant)\b", re.I
+)
+_FIRST_PERSON = re.compile(r"\bI\b|\bI'|\b(?:me|my|mine|myself|we|our|ours|us)\b", re.I)
+
+
+def _words(text: str) -> list[str]:
+    return _WORDS.findall(text.lower().replace("\u2019", "'"))
+
+
+@cache
+def _instruction_runs(target: str) -> frozenset[tuple[str, ...]]:
+    """Every ECHO_RUN words in a row of the rephrase prompt's fixed text for `target`; the
+    quoted question and passage and the date are breaks, since they are not instructions."""
+    fixed = re.split(r"\$(?:question|passage|date)\b", template("rephrase"))
+    runs: set[tuple[str, ...]] = set()
+    for piece in fixed:
+        words = _words(piece.replace("$target", target))
+        runs.update(tuple(words[n : n + ECHO_RUN]) for n in range(len(words) - ECHO_RUN + 1))
+    return frozenset(runs)
+
+
+def _contains(words: list[str], run: list[str]) -> bool:
+    return any(words[n : n + len(run)] == run for n in range(len(words) - len(run) + 1))
+
+
+def gate_reason(rephrased: str, question: str, target: str) -> str:
+    """Why a rephrasing is not a memory of the author, judged from its text alone (one of
+    GATES but `off_passage`, which needs embeddings), or "" when it may go to the judge."""
+    words = _words(rephrased)
+    runs = _instruction_runs(target)
+    if (
+        _QUOTE_TAG.search(rephrased)
+        or _TASK_TALK.search(rephrased)
+        or any(tuple(words[n : n + ECHO_RUN]) in runs for n in range(len(words) - ECHO_RUN + 1))
+    ):
+        return "prompt_echo"
+    asked = _words(question)
+    if asked and words:
+        if _QUESTION_LABEL.match(rephrased):
+            return "question_echo"
+        # The question again, give or take a few words around it.
+        if len(asked) >= 3 and _contains(words, asked) and len(words) - len(asked) < 6:
+            return "question_echo"
+        if sum(w in set(asked) for w in words) >= QUESTION_SHARE * len(words):
+            return "question_echo"
+    if len(words) < MIN_WORDS:
+        return "too_short"
+    if _not_as_author(rephrased, target):
+        return "third_person"
+    return ""
+
+
+def _not_as_author(rephrased: str, target: str) -> bool:
+    """Speaks about the author ("Lena Marsh, a dedicated beekeeper, has...": their name and
+    no first person) or to them ("Lena, I'm glad..."), rather than as them."""
+    names = {w for w in re.findall(r"[^\W\d_]{2,}", target) if w[0].isupper()}
+    if not names:
+        return False
+    address = re.match(r"\W*((?:[^\W\d_]+\s+){0,3}[^\W\d_]+)\s*,", rephrased)
+    if address and set(address[1].split()) <= names:
+        return True
+    named = names & set(re.findall(r"[^\W\d_]+", rephrased))
+    return bool(named) and not _FIRST_PERSON.search(rephrased)
+
+
+def passage_similarities(embedder: Embedder, pairs: list[tuple[str, str]]) -> list[float]:
+    """For each (rephrasing, passage), the cosine similarity of the rephrasing to the passage
+    or to the nearest of its sentences, whichever is higher: a sentence recalled word for word
+    from a long passage is far from the passage as a whole. One embedding call for all."""
+    if not pairs:
+        return []
+    texts: list[str] = []
+    spans: list[tuple[int, int]] = []  # where each pair's passage and sentences sit in texts
+    for rephrased, passage in pairs:
+        found = [passage[s.start : s.end] for s in sentences(passage) if s.prose]
+        texts += [rephrased, passage, *found]
+        spans.append((len(texts) - len(found) - 2, len(texts)))
+    vectors = embedder.embed(texts)
+    return [float((vectors[start + 1 : end] @ vectors[start]).max()) for start, end in spans]
+
+
+def _answer_start(memory: Memory) -> int:
+    """Where the author's own words begin: an earlier interview's memory opens with the
+    question it answered, which is not theirs."""
+    if memory.kind != "interview":
+        return 0
+    at = memory.text.find(INTERVIEW_ANSWER)
+    return at + len(INTERVIEW_ANSWER) if at >= 0 else 0
 
 
 class Recall:
@@ -140,7 +259,16 @@ class Recall:
             seed=s.seed,
         )
 
+    @property
+    def extractive(self) -> bool:
+        return self.spec.memory_style == "extractive"
+
     def rephrase(self, question: str, memory: Memory) -> None:
+        """The memory in the spec's style: the author's own sentences about the question
+        (`extractive`, no LLM call), or an LLM's first-person recollection (`rephrased`)."""
+        if self.extractive:
+            self.extract(question, [memory])
+            return
         prompt = render(
             "rephrase",
             target=self.target,
@@ -152,9 +280,41 @@ class Recall:
         if not memory.rephrased:
             memory.error = "empty rephrasing"
 
+    def extract(self, question: str, memories: list[Memory]) -> None:
+        """Extractive memories: verbatim sentences of each chunk, chosen by the embedder;
+        of an earlier interview, only the author's answer."""
+        starts = [_answer_start(m) for m in memories]
+        texts = [m.text for m in memories]
+        for memory, span in zip(
+            memories, extract(question, texts, self.store.embedder, starts), strict=True
+        ):
+            memory.rephrased = span
+            if not span:
+                memory.error = "no sentence to extract"
+
+    def gate(self, question: str, memories: list[Memory]) -> None:
+        """Drop rephrasings that are not memories of the author before any judge sees them:
+        echoes of the prompt or the question, fragments, talk about the author, and text far
+        from its passage. One embedding call for the lot; extractive memories are exempt."""
+        if self.extractive:
+            return
+        for memory in memories:
+            if not memory.error:
+                memory.gate = gate_reason(memory.rephrased, question, self.target)
+        left = [m for m in memories if not m.error and not m.gate]
+        similarities = passage_similarities(
+            self.store.embedder, [(m.rephrased, m.text) for m in left]
+        )
+        for memory, similarity in zip(left, similarities, strict=True):
+            if similarity < MIN_PASSAGE_SIMILARITY:
+                memory.gate = "off_passage"
+        for memory in memories:
+            if memory.gate:
+                memory.useful = False
+
     def judge_question(self, question: str, memory: Memory) -> None:
         """Pass 1: useful from the question alone; the exact judgement made at inference."""
-        if memory.error:
+        if memory.error or memory.gate:
             memory.useful = False
             return
         prompt = render(
@@ -194,14 +354,15 @@ class Recall:
         previous_answer: str = "",
         exclude_doc: str | None = None,
     ) -> list[Memory]:
-        """Retrieve, rephrase and judge from the question alone, as the replica does live."""
+        """Retrieve, rephrase, gate and judge from the question alone, as the replica does
+        live."""
         memories = self.retrieve(question, before, previous_answer, exclude_doc)
-
-        def work(memory: Memory) -> None:
-            self.rephrase(question, memory)
-            self.judge_question(question, memory)
-
-        bounded_map(work, memories, self.llm.concurrency)
+        if self.extractive:
+            self.extract(question, memories)
+        else:
+            bounded_map(lambda m: self.rephrase(question, m), memories, self.llm.concurrency)
+            self.gate(question, memories)
+        bounded_map(lambda m: self.judge_question(question, m), memories, self.llm.concurrency)
         return memories
 
     def check_against_answer(self, question: str, answer: str, memories: list[Memory]) -> None:

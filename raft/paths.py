@@ -10,11 +10,19 @@ from pathlib import Path
 from raft.errors import UsageError
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+# The RAFT dataset (memories interpolated) and the same samples without memories, the
+# plain fine-tuning baseline that isolates what the memories add.
+DATASETS = ("raft", "plain")
 
 
 def data_dir() -> Path:
     """Where persona folders live: `RAFT_DATA_DIR`, else `./data`."""
     return Path(os.environ.get("RAFT_DATA_DIR") or "data")
+
+
+def ft_gen_command(persona: Persona, dataset: str = "raft") -> str:
+    """The command that writes a dataset, for error messages."""
+    return f"raft ft:gen {persona.name}" + (" --no-memories" if dataset == "plain" else "")
 
 
 def check_name(name: str) -> str:
@@ -65,6 +73,12 @@ class Persona:
     @property
     def finetune(self) -> Path:
         return self.root / "finetune"
+
+    def dataset(self, name: str = "raft") -> Path:
+        """The folder of a dataset's files: finetune/ for RAFT, finetune/plain/ for plain."""
+        if name not in DATASETS:
+            raise UsageError(f"unknown dataset {name!r}: choose from {', '.join(DATASETS)}")
+        return self.finetune if name == "raft" else self.finetune / name
 
     @property
     def cache_keys(self) -> Path:

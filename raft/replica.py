@@ -20,6 +20,7 @@ from raft.backends.spec import parse_spec
 from raft.config import backend_spec, open_cache, target
 from raft.console import warn
 from raft.conversation import (
+    NO_MEMORIES,
     PROMPTS,
     Budget,
     ConversationSpec,
@@ -218,6 +219,9 @@ def open_replica(
     """The persona's replica: the chosen model, built from the spec it was trained with."""
     llm, label, record = choose_model(persona, model)
     spec = model_spec(persona, record)
+    if settings.memories and spec.memory_style == NO_MEMORIES:
+        warn(f"{label} was trained without memories (the plain dataset): it answers without")
+        settings = replace(settings, memories=False)
     hint = " (or talk without memories: --no-memories)"
     recall = open_recall(persona, spec, generator, hint) if settings.memories else None
     budgets = model_budgets(persona, spec, record)

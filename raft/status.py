@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -22,6 +23,52 @@ def _describe(path: Path) -> str:
     if path.suffix == ".jsonl":
         return f"{count_lines(path)} rows"
     return f"{path.stat().st_size:,} bytes"
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _clip(text: str, limit: int = 100) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def quality_rows(quality: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """`raft info` rows for stats.json's "quality" (`raft.memory_quality`), if present."""
+    if not quality:
+        return []
+    rows: list[tuple[str, str]] = []
+    k = quality.get("k", "?")
+    if quality.get("exchanges_with_sources"):
+        rows.append(
+            (
+                "retrieval",
+                f"recall@{k} {_share(quality.get('recall_at_k'))}: "
+                f"{quality.get('sources_found', 0)} of {quality.get('sources', 0)} source "
+                f"essays found, over {quality['exchanges_with_sources']} exchanges with sources",
+            )
+        )
+        rows.append(
+            (
+                "judge (pass 1)",
+                f"precision {_share(quality.get('judge_precision'))}, recall "
+                f"{_share(quality.get('judge_recall'))}: judged useful "
+                f"{quality.get('useful', 0)} of {quality.get('retrieved', 0)} retrieved "
+                f"({quality.get('judged', 0)} judged, {quality.get('relevant', 0)} from a "
+                "source essay)",
+            )
+        )
+    else:
+        rows.append(("retrieval", "not measured: no transcript names its sources"))
+    gated = quality.get("gated") or {}
+    total = quality.get("memories", 0)
+    counts = ", ".join(f"{reason} {n}" for reason, n in gated.items()) or "none"
+    rows.append(("gate", f"dropped {sum(gated.values())} of {total} memories: {counts}"))
+    for reason, examples in (quality.get("examples") or {}).items():
+        if examples:
+            rows.append((f"gate {reason}", f"e.g. {_clip(examples[0])!r}"))
+    return rows
 
 
 def print_status(persona: Persona) -> None:
@@ -52,6 +99,8 @@ def print_status(persona: Persona) -> None:
                 f"context {'on' if spec['context'] else 'off'}, {spec['memory_style']} "
                 f"memories, {spec['max_tokens']} tokens ({spec['reserve']} for the answer)",
             )
+        for label, value in quality_rows(data.get("quality")):
+            table.add_row(label, value)
     records = load_records(persona)
     if records:
         done = [r for r in records if r.status == SUCCEEDED]

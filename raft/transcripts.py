@@ -1,7 +1,9 @@
 """Interview transcripts: load and validate, import plain text, keep training and benchmark apart.
 
 Format (the original tool's): {"participants": {"q": ..., "a": ...}, "date": "YYYY-MM-DD",
-"url": ..., "exchanges": [["question", "answer"], ...]}.
+"url": ..., "exchanges": [["question", "answer"], ...]}, with an optional "sources": one list
+per exchange of the essays its answer draws on (an essay's link, doc id or link slug), which
+measures retrieval and the judge (`raft.memory_quality`); older readers ignore it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from raft.files import write_json
 from raft.paths import Persona
 
 MAX_TEXT_CHARS = 200_000  # one question or answer; larger is a broken file, not an interview
+INTERVIEW_ANSWER = "you answered: "  # in an interview memory, where the author's words begin
 
 
 class TranscriptError(RaftError):
@@ -33,6 +36,7 @@ class Interview:
     url: str
     exchanges: tuple[tuple[str, str], ...]
     benchmark: bool = False
+    sources: tuple[tuple[str, ...], ...] = ()  # per exchange, when the file gives them
 
     @property
     def id(self) -> str:
@@ -86,7 +90,26 @@ def load_interview(path: Path, benchmark: bool = False) -> Interview:
         url=url.strip(),
         exchanges=tuple(pairs),
         benchmark=benchmark,
+        sources=_sources(path, data.get("sources"), len(pairs)),
     )
+
+
+def _sources(path: Path, sources: object, exchanges: int) -> tuple[tuple[str, ...], ...]:
+    """The optional "sources": one list of essay names (link, doc id or slug) per exchange."""
+    if sources is None:
+        return ()
+    shape = f'"sources" must be a list of {exchanges} lists of essay links, ids or slugs'
+    if not isinstance(sources, list) or len(sources) != exchanges:
+        got = f"a list of {len(sources)}" if isinstance(sources, list) else type(sources).__name__
+        raise _fail(path, f"{shape} (one per exchange), not {got}")
+    parsed = []
+    for number, names in enumerate(sources, 1):
+        if not isinstance(names, list) or not all(
+            isinstance(name, str) and name.strip() for name in names
+        ):
+            raise _fail(path, f"{shape}: the sources of exchange {number} are not such a list")
+        parsed.append(tuple(dict.fromkeys(name.strip() for name in names)))
+    return tuple(parsed)
 
 
 def load_interviews(folder: Path, benchmark: bool = False) -> list[Interview]:
@@ -158,7 +181,10 @@ def interview_memory_rows(interviews: list[Interview]) -> list[dict]:
     rows = []
     for interview in interviews:
         for number, (question, answer) in enumerate(interview.exchanges):
-            text = f"Asked '{question}' in an interview on {interview.date}, you answered: {answer}"
+            text = (
+                f"Asked '{question}' in an interview on {interview.date}, "
+                f"{INTERVIEW_ANSWER}{answer}"
+            )
             rows.append(
                 {
                     "id": f"interview:{interview.id}:{number}",
@@ -223,6 +249,8 @@ def add_transcript(
             "url": interview.url,
             "exchanges": [list(p) for p in interview.exchanges],
         }
+        if interview.sources:
+            data["sources"] = [list(names) for names in interview.sources]
     else:
         if not (interviewer and when and target):
             raise UsageError("a plain-text transcript needs --interviewer and --date")

@@ -37,9 +37,10 @@ def cli(debug: bool) -> None:
 def run_(persona: Persona, replicas: tuple[str, ...], max_tokens: int) -> None:
     """Generate each replica's reply to every benchmark item (greedy, cached).
 
-    Without --replica: base model without and with memories (base, rag) and the newest
-    trained model without and with memories (ft, raft), the four-way RAFT ablation.
-    Example: ratf run sample --replica base=local,memories=off --replica rag=local
+    Without --replica: the six-way ablation, each without and with memories: the base
+    model (base, base+mem), the newest LoRA on the plain dataset (plain, plain+mem) and on
+    the RAFT dataset (raft-nomem, raft); a model not trained yet is skipped.
+    Example: ratf run sample --replica base=local,memories=off --replica base+mem=local
     """
     from raft.backends.spec import redact
     from ratf.runner import RunSettings, default_replicas, parse_replica, run_replicas
@@ -66,14 +67,26 @@ def run_(persona: Persona, replicas: tuple[str, ...], max_tokens: int) -> None:
 @click.option(
     "--judge", metavar="SPEC", help="Also judge with this LLM (pairwise, discrimination)."
 )
+@click.option(
+    "--no-likelihood",
+    is_flag=True,
+    help="Skip answer likelihood (bits/byte of the real answer under each local replica).",
+)
 def score(
-    persona: Persona, run_id: str | None, predictions: Path | None, judge: str | None
+    persona: Persona,
+    run_id: str | None,
+    predictions: Path | None,
+    judge: str | None,
+    no_likelihood: bool,
 ) -> None:
     """Score replies against the real answers, with bootstrap confidence intervals.
 
     Scores the latest `ratf run`, or --predictions from any system (one {"id", "reply"}
     line per benchmark item), beside three controls: the real answer (oracle), another
     answer of the author's (shuffled), the interviewer's next question (other voice).
+    Each local replica also gets the likelihood of the real answer after its prompt, in
+    bits per byte (lower is closer), against the shuffled answer after the same prompt;
+    remote replicas and --predictions are n/a.
     Example: ratf score sample --predictions replies.jsonl
     """
     from raft.files import write_json, write_jsonl
@@ -102,7 +115,9 @@ def score(
         replies = read_replies(folder)
         replicas = json.loads((folder / "run.json").read_text(encoding="utf-8"))["replicas"]
     with progress_bar() as progress:
-        summary = score_replies(persona, folder, replies, replicas, judge, progress)
+        summary = score_replies(
+            persona, folder, replies, replicas, judge, progress, likelihood=not no_likelihood
+        )
     print_table(summary)
     click.echo(f"scores: {folder / 'summary.json'}")
 

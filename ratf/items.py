@@ -51,6 +51,7 @@ class BenchItem:
     memories: list[Memory]  # every memory recalled for the question
     kept: list[str]  # those judged useful from the question alone
     next_question: str
+    sources: list[str] = field(default_factory=list)  # essays the answer draws on, if known
     messages: list[Message] = field(default_factory=list)  # the prompt, under the spec budget
     messages_no_memories: list[Message] = field(default_factory=list)
     made: dict[str, Any] = field(default_factory=dict)
@@ -136,6 +137,7 @@ def interview_items(
                     if number + 1 < len(interview.exchanges)
                     else ""
                 ),
+                sources=list(interview.sources[number]) if interview.sources else [],
                 messages=replica.messages(history, question, useful),
                 messages_no_memories=replica.messages(
                     [Exchange(h.question, h.answer) for h in history], question, []

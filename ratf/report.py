@@ -25,7 +25,18 @@ HOW_TO_READ = (
     "Paired differences subtract the baseline's score on the *same* item and resample items "
     "together, so they are tighter than comparing two overlapping intervals by eye; a "
     "difference whose interval excludes 0 is marked. The controls are not replicas: they "
-    "show how far each metric can move on this very interview."
+    "show how far each metric can move on this very interview. Answer likelihood is the "
+    "exception: it is in bits per byte, where **lower is closer** (see its section)."
+)
+LIKELIHOOD_TEXT = (
+    "How probable each local replica finds the author's real answer, teacher-forced after "
+    "exactly the prompt it was sent: the answer's negative log-likelihood in **bits per "
+    "UTF-8 byte**, which compares models with different tokenizers. **Lower is closer here, "
+    "unlike every metric above.** *Shuffled* scores the same prompt against the author's "
+    "answer to a different question; the gap (shuffled − real) is above 0 when the model "
+    "finds the real answer likelier because of the question, ✓ where its 95% interval "
+    "excludes 0. Remote replicas give no log-probabilities of a given answer, so they are "
+    "n/a."
 )
 CONTROLS_TEXT = (
     "Three controls are scored beside the replicas: **oracle** is {oracle}, **shuffled** is "
@@ -115,6 +126,7 @@ def render_markdown(summary: dict[str, Any], plots: dict[str, Path]) -> str:
         scores_section(summary),
         baseline_section(summary),
         controls_section(summary),
+        likelihood_section(summary),
         judge_section(summary.get("judge")),
         plots_section(summary, plots),
         examples_section(summary),
@@ -225,6 +237,51 @@ def chain(means: list[float]) -> str:
     text = names[0]
     for before, after, name in zip(means, means[1:], names[1:], strict=False):
         text += f" {'>' if before > after else '≤'} {name}"
+    return text
+
+
+def likelihood_section(summary: dict[str, Any]) -> str:
+    """Bits/byte per replica, its shuffled control and gap, the difference to the baseline
+    (lower is closer: ▲ marks a replica closer than the baseline), and why any is n/a."""
+    data = summary.get("likelihood")
+    if not data:
+        return ""
+    title = "## Answer likelihood (bits/byte, lower is closer)"
+    if "skipped" in data:
+        return f"{title}\n\nSkipped (`{data['skipped']}`)."
+    systems = data.get("systems") or {}
+    baseline = data.get("baseline")
+    head = ["replica", "bits/byte ↓", "shuffled ↓", "gap (shuffled − real)"]
+    head += [f"replica − {baseline}"] if baseline else []
+    rows, missing = [], []
+    for system in [s for s in split_systems(summary)[0] if s in systems]:
+        cell = systems[system]
+        if "n/a" in cell:
+            rows.append([f"**{system}**"] + ["n/a"] * (len(head) - 1))
+            missing.append(f"- **{system}**: {cell['n/a']}")
+            continue
+        gap = fmt_interval(cell["gap"], signed=True) + (" ✓" if cell["gap"]["low"] > 0 else "")
+        row = [f"**{system}**", fmt_interval(cell["bits_per_byte"]), fmt_interval(cell["shuffled"])]
+        row.append(gap)
+        if baseline:
+            row.append(lower_is_better(cell.get("vs_baseline")) if system != baseline else "—")
+        rows.append(row)
+    parts = [title, LIKELIHOOD_TEXT, table(head, rows)]
+    if baseline:
+        parts.append(
+            f"replica − {baseline}: the paired difference in bits/byte; ▲ closer / ▼ further than "
+            f"{baseline} where its 95% interval excludes 0 (a negative difference is closer)."
+        )
+    if missing:
+        parts.append("Not scored:\n\n" + "\n".join(missing))
+    return "\n\n".join(parts)
+
+
+def lower_is_better(cell: dict[str, float] | None) -> str:
+    """A paired difference where below 0 is better, marked when it excludes 0."""
+    text = fmt_interval(cell, signed=True)
+    if cell and excludes(cell, 0.0):
+        text = f"**{text}** {'▲' if cell['high'] < 0 else '▼'}"
     return text
 
 
@@ -439,6 +496,45 @@ def baseline_figure(summary: dict[str, Any]) -> Any | None:
 # -- Terminal ---------------------------------------------------------------------------
 
 
+def likelihood_column(
+    summary: dict[str, Any], replicas: list[str], controls: list[str]
+) -> list[str] | None:
+    """The terminal table's bits/byte cells (replicas, then controls), or None when the
+    run has no likelihood to show."""
+    systems = (summary.get("likelihood") or {}).get("systems")
+    if systems is None:
+        return None
+    cells = []
+    for system in replicas:
+        cell = systems.get(system)
+        cells.append("n/a" if not cell or "n/a" in cell else fmt_interval(cell["bits_per_byte"]))
+    return cells + ["—"] * len(controls)
+
+
+def likelihood_lines(summary: dict[str, Any]) -> list[str]:
+    """Below the table: the real-vs-shuffled gap per replica, why any replica is n/a, or
+    that likelihood was skipped."""
+    data = summary.get("likelihood")
+    if not data:
+        return []
+    if "skipped" in data:
+        return [f"answer likelihood: skipped ({data['skipped']})"]
+    gaps, lines = [], []
+    for system, cell in (data.get("systems") or {}).items():
+        if "n/a" in cell:
+            lines.append(f"bits/byte n/a for {system}: {cell['n/a']}")
+        else:
+            mark = " ✓" if cell["gap"]["low"] > 0 else ""
+            gaps.append(f"{system} {fmt_interval(cell['gap'], signed=True)}{mark}")
+    if gaps:
+        lines.insert(
+            0,
+            "bits/byte gap, shuffled − real (above 0: the model conditions on the "
+            "question): " + ", ".join(gaps),
+        )
+    return lines
+
+
 def print_table(summary: dict[str, Any]) -> None:
     """Print the systems × metrics table to stdout, replicas first, controls dimmed."""
     from rich.console import Console
@@ -454,8 +550,14 @@ def print_table(summary: dict[str, Any]) -> None:
         [f"{label(s)} (control)"] + [fmt_interval(metrics[m]["systems"].get(s)) for m in metrics]
         for s in controls
     ]
+    caption = "mean [95% bootstrap interval]; higher is closer"
+    likelihood = likelihood_column(summary, replicas, controls)
+    if likelihood is not None:
+        heads.append("bits/byte ↓")
+        rows = [row + [cell] for row, cell in zip(rows, likelihood, strict=True)]
+        caption += ", except bits/byte ↓ (lower is closer)"
     title = f"{summary.get('target', '?')} — run {summary.get('run', '?')}"
-    table = Table(title=title, caption="mean [95% bootstrap interval]; higher is closer")
+    table = Table(title=title, caption=caption)
     for n, head in enumerate(["system", *heads]):
         table.add_column(Text(head), no_wrap=True, justify="left" if n == 0 else "right")
     for n, row in enumerate(rows):
@@ -476,3 +578,5 @@ def print_table(summary: dict[str, Any]) -> None:
                 "read it with care"
             )
         )
+    for line in likelihood_lines(summary):
+        console.print(Text(line))

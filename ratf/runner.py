@@ -8,7 +8,7 @@ training samples, under the token budgets the model was trained with.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 from raft.backends.spec import redact
 from raft.concurrency import bounded_map
 from raft.console import Tally, warn
-from raft.conversation import Budget, ConversationSpec
+from raft.conversation import NO_MEMORIES, Budget, ConversationSpec
 from raft.errors import UsageError
 from raft.files import read_jsonl, write_json, write_jsonl
-from raft.paths import Persona
+from raft.paths import Persona, ft_gen_command
 from raft.replica import OPENAI_API, choose_model, model_budgets
 from raft.training.registry import SUCCEEDED, ModelRecord, load_records
 from ratf.items import BenchItem, items_path, load_items
@@ -27,7 +27,7 @@ from ratf.items import BenchItem, items_path, load_items
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-LABEL = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
+LABEL = re.compile(r"^[A-Za-z0-9_.+-]{1,40}$")
 RUN_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,199}$")  # a folder name, never "." or ".."
 CONTROLS = ("oracle", "shuffled", "other_voice")
 
@@ -68,21 +68,45 @@ def base_spec(persona: Persona, record: Any) -> str | None:
     return "local" if record.base_model == "local" else None
 
 
+# The six-way ablation, README "Benchmark": which model, and whether its prompt shows
+# memories. `plain` is fine-tuned on the same samples without memories, so `raft` against
+# `plain+mem` isolates what training with interpolated memories adds.
+SYSTEMS = {
+    "base": ("base", False),
+    "base+mem": ("base", True),
+    "plain": ("plain", False),
+    "plain+mem": ("plain", True),
+    "raft-nomem": ("raft", False),
+    "raft": ("raft", True),
+}
+
+
 def default_replicas(persona: Persona) -> list[ReplicaSpec]:
-    """The four-way ablation: base and fine-tuned, each without and with memories."""
-    done = [r for r in load_records(persona) if r.status == SUCCEEDED]
-    if not done:
+    """The six-way ablation, each model without and with memories; a model not trained yet
+    is skipped with a line saying which commands make it."""
+    done = [r for r in load_records(persona) if r.status == SUCCEEDED and r.method == "sft"]
+    tuned = {dataset: [r for r in done if r.dataset == dataset] for dataset in ("raft", "plain")}
+    newest = {dataset: records[-1] for dataset, records in tuned.items() if records}
+    trained = newest.get("raft") or newest.get("plain")
+    if trained is not None:
+        base = base_spec(persona, trained) or "local"
+    else:
         from raft.config import backend_spec
 
         base = str(backend_spec(persona, "generator"))
-        return [ReplicaSpec("base", base, False), ReplicaSpec("rag", base, True)]
-    tuned = done[-1]
-    base = base_spec(persona, tuned) or "local"
+    models = {"base": base} | {dataset: record.id for dataset, record in newest.items()}
+    for dataset in ("plain", "raft"):
+        if dataset not in models:
+            labels = [label for label, (model, _) in SYSTEMS.items() if model == dataset]
+            warn(
+                f"skipping {', '.join(labels)}: no model trained on the {dataset} dataset yet; "
+                f"make one with `{ft_gen_command(persona, dataset)}` and `raft ft:run "
+                f"{persona.name}{' --dataset plain' if dataset == 'plain' else ''}`"
+            )
     return [
-        ReplicaSpec("base", base, False),
-        ReplicaSpec("rag", base, True),
-        ReplicaSpec("ft", tuned.id, False),
-        ReplicaSpec("raft", tuned.id, True),
+        ReplicaSpec(label, models[model], memories)
+        for label, (model, memories) in SYSTEMS.items()
+        if model in models
     ]
 
 
@@ -96,6 +120,8 @@ def replica_budgets(
         return []
     if record is not None and record.spec:
         trained = ConversationSpec.from_row(record.spec)
+        if trained.memory_style == NO_MEMORIES:  # the plain dataset: no memories by design
+            trained = replace(trained, memory_style=spec.memory_style)
         if trained != spec:
             warn(
                 f"{record.id} was trained on data made with another conversation spec than "

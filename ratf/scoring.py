@@ -4,7 +4,8 @@ Systems are the run's replicas plus three controls that show each metric's range
 very interview: the real answer itself (oracle), the author's real answer to a different
 question (shuffled), and the interviewer's next question (other voice). A metric that
 does not rank oracle > shuffled > other voice cannot tell the author from someone else
-here, and the report says so.
+here, and the report says so. Each local replica's likelihood of the real answer (and of
+the shuffled one, after the same prompt) is computed by `ratf.likelihood`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from raft.console import Tally
 from raft.errors import UsageError
 from raft.files import write_json, write_jsonl
 from raft.paths import Persona
-from raft.transcripts import training_interviews
+from raft.transcripts import Interview, training_interviews
 from ratf.items import BenchItem, load_items
 from ratf.runner import CONTROLS
 
@@ -35,7 +36,10 @@ DESCRIPTIONS = {
 }
 CONTROL_NOTES = {
     "oracle": "the real answer itself",
-    "shuffled": "the author's real answer to a different question of the same interview",
+    "shuffled": (
+        "the author's real answer to another question: a later one of the same interview, "
+        "else one of another interview; never an answer the item's history shows"
+    ),
     "other_voice": "the interviewer's next question, as if it were the reply",
 }
 # Metrics that compare a reply with the author in general, not with the real answer: the
@@ -45,18 +49,42 @@ AUTHOR_METRICS = {"style"}
 EXAMPLES = 3
 
 
-def control_replies(items: list[BenchItem]) -> dict[str, dict[str, str]]:
-    """Replies of the three controls, per item id, from the items alone."""
+def shuffled_answers(items: list[BenchItem], training: list[Interview]) -> dict[str, str]:
+    """The author's answer to a different question, per item id: the shuffled control of
+    every metric and of answer likelihood, chosen here alone.
+
+    Never an answer the item's prompt can show (its history) nor the item's own: a later
+    answer of the same interview, else one of another held-out interview, else the last
+    answer of the newest training interview; "" when none is left."""
+    groups = interview_groups(items)
+    fallback = [training[-1].exchanges[-1][1]] if training else []
+    out = {}
+    for number, group in enumerate(groups):
+        others = [i.answer for g in groups[number + 1 :] + groups[:number] for i in g]
+        for position, item in enumerate(group):
+            later = [i.answer for i in group[position + 1 :]]
+            visible = {item.answer.strip()} | {h.answer.strip() for h in item.history}
+            candidates = (a for a in later + others + fallback if a.strip() not in visible)
+            out[item.id] = next(candidates, "")
+    return out
+
+
+def interview_groups(items: list[BenchItem]) -> list[list[BenchItem]]:
+    """The items per held-out interview, in the order they come, each in exchange order."""
     by_interview: dict[str, list[BenchItem]] = {}
     for item in items:
         by_interview.setdefault(item.interview, []).append(item)
+    return [sorted(group, key=lambda i: i.index) for group in by_interview.values()]
+
+
+def control_replies(items: list[BenchItem], training: list[Interview]) -> dict[str, dict[str, str]]:
+    """Replies of the three controls, per item id, from the items (and, for the shuffled
+    answer of an interview's last item, the training interviews)."""
     controls: dict[str, dict[str, str]] = {name: {} for name in CONTROLS}
-    for group in by_interview.values():
-        group.sort(key=lambda i: i.index)
+    controls["shuffled"] = shuffled_answers(items, training)
+    for group in interview_groups(items):
         for position, item in enumerate(group):
             controls["oracle"][item.id] = item.answer
-            other = group[(position + 1) % len(group)]
-            controls["shuffled"][item.id] = other.answer if other is not item else ""
             previous = group[position - 1].question if position else item.question
             controls["other_voice"][item.id] = item.next_question or previous
     return controls
@@ -144,17 +172,21 @@ def score_replies(
     replicas: dict[str, dict],
     judge: str | None = None,
     progress: Progress | None = None,
+    likelihood: bool = True,
 ) -> dict[str, Any]:
-    """Score every system, write scores.jsonl and summary.json into `folder`; the summary."""
+    """Score every system, write scores.jsonl and summary.json into `folder`; the summary.
+    `likelihood=False` skips answer likelihood (the one step that runs the models)."""
     from raft.console import quiet_libraries
     from ratf.metrics import load_metric
 
     quiet_libraries()
     items = load_items(persona)
-    author_texts = [a for interview in training_interviews(persona) for _, a in interview.exchanges]
+    training = training_interviews(persona)
+    author_texts = [a for interview in training for _, a in interview.exchanges]
     if not author_texts:
         raise UsageError(f"style needs the author's training interviews in {persona.transcripts}")
-    systems = {**replies, **control_replies(items)}
+    controls = control_replies(items, training)
+    systems = {**replies, **controls}
     loaded = {name: load_metric(name) for name in ("rouge_l", "chrf", "semantic", "style")}
     tally = Tally(progress, "scoring", len(systems))
     scores = {}
@@ -163,6 +195,12 @@ def score_replies(
         tally.advance()
     names = list(replies)
     baseline = "base" if "base" in names else (names[0] if names else None)
+    rows = [
+        {"id": item.id, "system": system, "metric": metric, "value": values[n]}
+        for system, by_metric in scores.items()
+        for metric, values in by_metric.items()
+        for n, item in enumerate(items)
+    ]
     summary = {
         "persona": persona.name,
         "target": display_name(persona),
@@ -173,6 +211,7 @@ def score_replies(
         "controls": CONTROL_NOTES,
         "n_items": len(items),
         "metrics": summarize(scores, names, baseline),
+        "likelihood": {"skipped": "ratf score --no-likelihood"},
         "judge": None,
         "examples": [
             {
@@ -184,19 +223,17 @@ def score_replies(
             for item in pick_examples(items)
         ],
     }
+    if likelihood:
+        from ratf.likelihood import likelihood_rows, score_likelihood, summarize_likelihood
+
+        found = score_likelihood(persona, items, replicas, controls["shuffled"], progress)
+        summary["likelihood"] = summarize_likelihood(found, baseline)
+        rows += likelihood_rows(found)
     if judge:
         from ratf.judge import judge_run
 
         summary["judge"] = judge_run(persona, judge, items, replies, baseline, progress)
-    write_jsonl(
-        folder / "scores.jsonl",
-        (
-            {"id": item.id, "system": system, "metric": metric, "value": values[n]}
-            for system, by_metric in scores.items()
-            for metric, values in by_metric.items()
-            for n, item in enumerate(items)
-        ),
-    )
+    write_jsonl(folder / "scores.jsonl", rows)
     write_json(folder / "summary.json", summary)
     return summary
 

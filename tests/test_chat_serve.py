@@ -19,7 +19,7 @@ ESSAY_LINKS = "https://lena.example.com/"
 def persona(tmp_path_factory):
     data = tmp_path_factory.mktemp("serve") / "data"
     env = build_store(data)
-    write_finetune(data / "lena")
+    write_finetune(data / "lena", memory_style="extractive")  # memories that pass the gate
     trained = run_cli("raft", "ft:run", "lena", "--max-steps", "1", env=env)
     assert trained.returncode == 0, trained.stderr
     run = trained.stdout.split(":")[0]

@@ -40,6 +40,7 @@ def trained(tmp_path_factory, llama_server):
     made = run_cli(
         "raft",
         *["ft:gen", "lena", "-k", "3", "--context", "--distractors", "1"],
+        *["--memories", "rephrased"],
         *["--max-tokens", "700", "--answer-reserve", "120", "--generator", generator],
         env=env,
     )

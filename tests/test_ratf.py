@@ -1,5 +1,6 @@
-"""RATF end to end on the tiny persona: bench:setup, `ratf run` with the four default
-replicas (SmolLM2 base and a one-step LoRA, each without and with memories), score, report."""
+"""RATF end to end on the tiny persona: bench:setup, `ratf run` with the default replicas
+that exist here (SmolLM2 base and a LoRA on the RAFT dataset, each without and with
+memories; no plain model is trained, so plain and plain+mem are skipped), score, report."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from tests.helpers import run_cli
 from tests.tiny_persona import INTERVIEWS, build_store, write_finetune
 
 HELD_OUT = INTERVIEWS["benchmark/2023-01-10-held-out-podcast.json"]
-REPLICAS = ["base", "rag", "ft", "raft"]
+REPLICAS = ["base", "base+mem", "raft-nomem", "raft"]  # no plain model trained here
 CONTROLS = ["oracle", "shuffled", "other_voice"]
 
 
@@ -25,7 +26,7 @@ def read_jsonl(path):
 def benched(tmp_path_factory):
     data = tmp_path_factory.mktemp("ratf") / "data"
     env = build_store(data)
-    write_finetune(data / "lena")
+    write_finetune(data / "lena", memory_style="extractive")  # memories that pass the gate
     for command in (
         ["ft:run", "lena", "--max-steps", "2", "--lr", "5e-3"],  # enough to change replies
         ["bench:setup", "lena"],
@@ -103,10 +104,10 @@ def test_run_writes_every_replica_reply_and_reruns_make_no_calls(benched):
     assert meta["replicas"]["raft"]["memories"] and meta["replicas"]["raft"]["spec"].startswith(
         "sft-"
     )
-    # ft and raft run the adapter, base and rag do not
-    assert "+lora:" in meta["models"]["ft"] and "+lora:" not in meta["models"]["base"]
+    # raft-nomem and raft run the adapter, base and base+mem do not
+    assert "+lora:" in meta["models"]["raft-nomem"] and "+lora:" not in meta["models"]["base"]
     by_system = {(r["system"], r["id"]): r["reply"] for r in replies}
-    assert any(by_system["ft", i] != by_system["base", i] for _, i in by_system)
+    assert any(by_system["raft-nomem", i] != by_system["base", i] for _, i in by_system)
     calls = Cache(persona / "cache.sqlite").count("chat")
     again = run_cli("ratf", "run", "lena", "--max-tokens", "48", env=env)
     assert again.returncode == 0, again.stderr
@@ -124,12 +125,25 @@ def test_score_reports_every_system_with_intervals_and_ordered_controls(scored):
         for name in REPLICAS + CONTROLS:
             interval = systems[name]
             assert interval["low"] <= interval["mean"] <= interval["high"]
-        assert set(summary["metrics"][metric]["vs_baseline"]) == {"rag", "ft", "raft"}
+        assert set(summary["metrics"][metric]["vs_baseline"]) == {"base+mem", "raft-nomem", "raft"}
     assert summary["metrics"]["rouge_l"]["systems"]["oracle"]["mean"] == pytest.approx(1.0)
     for metric in ("rouge_l", "chrf", "semantic", "style"):
         assert summary["metrics"][metric]["controls_ordered"], metric
     for name in [*REPLICAS, "oracle", "shuffled", "other voice"]:
         assert name in result.stdout
+
+
+def test_score_gives_every_local_replica_an_answer_likelihood(scored):
+    _, summary, result = scored
+    systems = summary["likelihood"]["systems"]
+    assert list(systems) == list(summary["replicas"])
+    for name, cell in systems.items():  # every replica here runs locally: none is n/a
+        assert "n/a" not in cell, name
+        assert cell["bits_per_byte"]["n"] == cell["shuffled"]["n"] == 2
+    # The fine-tuned replicas are scored as base + their ft:run adapter.
+    tuned = [name for name, row in summary["replicas"].items() if row["spec"].startswith("sft-")]
+    assert tuned and all("vs_baseline" in systems[name] for name in tuned)
+    assert "bits/byte ↓" in result.stdout
 
 
 def test_report_writes_markdown_and_plots(scored, benched):
@@ -176,7 +190,7 @@ def test_judge_reports_win_rates_and_discrimination_with_cached_calls(benched):
     result = run_cli("ratf", *args, env=env)
     assert result.returncode == 0, result.stderr
     judge = json.loads((run / "summary.json").read_text())["judge"]
-    assert set(judge["pairwise"]) == {"rag", "ft", "raft"}
+    assert set(judge["pairwise"]) == {"base+mem", "raft-nomem", "raft"}
     for verdict in judge["pairwise"].values():
         assert 0 <= verdict["win_rate"]["low"] <= verdict["win_rate"]["high"] <= 1
         assert verdict["win_rate"]["n"] == 2

@@ -137,3 +137,76 @@ def test_print_table_shows_every_system_with_full_numbers(capsys: pytest.Capture
     assert out.index("raft") < out.index("oracle")
     warnings = [line for line in out.splitlines() if "read it with care" in line]
     assert len(warnings) == 1 and "semantic" in warnings[0]
+
+
+LIKELIHOOD = {
+    "description": "bits per UTF-8 byte of the real answer (lower is closer)",
+    "lower_is_better": True,
+    "baseline": "base",
+    "systems": {
+        "base": {
+            "bits_per_byte": cell(1.5012, 1.4011, 1.6013),
+            "shuffled": cell(1.6234, 1.5121, 1.7345),
+            "gap": cell(0.1222, 0.0511, 0.1933) | {"excludes_zero": True},
+            "nats_per_token": cell(3.1, 2.9, 3.3),
+            "tokens": 400,
+        },
+        "raft": {
+            "bits_per_byte": cell(1.3456, 1.2567, 1.4321),
+            "shuffled": cell(1.3501, 1.2611, 1.4402),
+            "gap": cell(0.0051, -0.0301, 0.0398) | {"excludes_zero": False},
+            "nats_per_token": cell(2.8, 2.6, 3.0),
+            "tokens": 400,
+            "vs_baseline": cell(-0.1556, -0.2102, -0.1011) | {"excludes_zero": True},
+        },
+        "remote": {"n/a": "the OpenAI chat API returns no log-probabilities of a given answer"},
+    },
+}
+
+
+def with_likelihood(likelihood: dict) -> dict:
+    """SUMMARY with a third, remote replica and the given likelihood section."""
+    summary = json.loads(json.dumps(SUMMARY))
+    summary["systems"] = [*REPLICAS, "remote", *CONTROLS]
+    summary["replicas"]["remote"] = {"spec": "openai:gpt-4.1-mini", "memories": True}
+    summary["likelihood"] = likelihood
+    return summary
+
+
+def test_report_has_a_likelihood_section_where_lower_is_closer(tmp_path: Path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "summary.json").write_text(json.dumps(with_likelihood(LIKELIHOOD)))
+    report = write_report(folder)["report"].read_text(encoding="utf-8")
+    section = report[report.index("## Answer likelihood") :]
+    assert "lower is closer" in section.lower() and "unlike every metric above" in section
+    assert "1.501 [1.401, 1.601]" in section and "1.623 [1.512, 1.734]" in section
+    assert "+0.122 [+0.051, +0.193] ✓" in section  # base conditions on the question
+    assert "+0.005 [-0.030, +0.040] |" in section  # raft's gap is unmarked
+    assert re.search(r"\*\*-0\.156 \[-0\.210, -0\.101\]\*\* ▲", section)  # closer than base
+    remote = next(line for line in section.splitlines() if line.startswith("| **remote**"))
+    assert remote.count("n/a") == 4
+    assert "- **remote**: the OpenAI chat API returns no log-probabilities" in section
+
+
+def test_print_table_adds_a_bits_per_byte_column_with_na_and_the_gaps(capsys):
+    print_table(with_likelihood(LIKELIHOOD))
+    out = capsys.readouterr().out
+    assert "bits/byte ↓" in out and "lower is closer" in out
+    rows = {line.split()[1]: line for line in out.splitlines() if line.startswith("│")}
+    assert "1.346 [1.257, 1.432]" in rows["raft"] and "n/a" in rows["remote"]
+    words = " ".join(out.split())  # the lines below the table wrap at the console's width
+    assert "base +0.122 [+0.051, +0.193] ✓" in words
+    assert "bits/byte n/a for remote: the OpenAI chat API" in words
+
+
+def test_skipped_likelihood_is_said_and_adds_no_column(capsys, tmp_path: Path):
+    summary = with_likelihood({"skipped": "ratf score --no-likelihood"})
+    print_table(summary)
+    out = capsys.readouterr().out
+    assert "bits/byte" not in out and "answer likelihood: skipped" in out
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "summary.json").write_text(json.dumps(summary))
+    report = write_report(folder)["report"].read_text(encoding="utf-8")
+    assert "Skipped (`ratf score --no-likelihood`)" in report

@@ -9,12 +9,16 @@ import httpx
 import pytest
 
 from tests.helpers import raft_serve
-from tests.tiny_persona import build_store
+from tests.tiny_persona import build_store, write_finetune
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    env = build_store(tmp_path_factory.mktemp("serve-base") / "data")
+    data = tmp_path_factory.mktemp("serve-base") / "data"
+    env = build_store(data)
+    # The base model follows the training data's spec: extractive memories, which pass the
+    # gate that drops nearly all of SmolLM2's rephrasings of the tiny persona.
+    write_finetune(data / "lena", memory_style="extractive")
     with raft_serve(env, "--model", "local") as url:
         yield url
 

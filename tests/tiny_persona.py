@@ -9,7 +9,8 @@ from pathlib import Path
 from tests.helpers import run_cli
 
 TARGET = "Lena Marsh"
-FT_GEN = ["ft:gen", "lena", "-k", "2"]
+# The LLM path of memories (rephrase, gate, judge), not the default extractive one.
+FT_GEN = ["ft:gen", "lena", "-k", "2", "--memories", "rephrased"]
 FINETUNE_FILES = [
     "raft.jsonl",
     "openai.jsonl",
@@ -140,17 +141,21 @@ def held_out_texts() -> list[str]:
     return [text for pair in data["exchanges"] for text in pair]
 
 
-def write_finetune(root: Path) -> Path:
+def write_finetune(root: Path, memory_style: str = "rephrased") -> Path:
     """`finetune/messages(.valid).jsonl` for the tiny persona, rendered by the real
     conversation code with one fixed memory per question, so training tests need no ft:gen
-    run; `stats.json` records the conversation spec, as ft:gen's does."""
+    run; `stats.json` records the conversation spec, as ft:gen's does.
+
+    Tests of the memory plumbing of chat, serve and the benchmark use the extractive style:
+    SmolLM2-135M's rephrasings of the tiny persona almost never pass the gate before the
+    judge (29 of 30 dropped), so in the rephrased style they would see no memories."""
     from raft.conversation import ConversationSpec, Exchange, render, system_prompt
     from raft.dataset import to_trl
     from raft.memories import Memory
 
     memory = Memory("bees:0", "bees", "Rooftop Bees", "", "2020-03-01", "", 0.1)
     memory.rephrased = "I keep two hives on the laundrette roof; the window boxes feed them."
-    spec = ConversationSpec(target=TARGET, k=2)
+    spec = ConversationSpec(target=TARGET, k=2, memory_style=memory_style)
     rows = []
     for name, data in INTERVIEWS.items():
         if not name.startswith("transcripts/"):

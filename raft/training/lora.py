@@ -17,7 +17,7 @@ from raft.console import err, progress_bar, quiet_libraries
 from raft.conversation import Budget, ConversationSpec, fit_history, training_spec
 from raft.errors import UsageError
 from raft.files import read_jsonl
-from raft.paths import Persona
+from raft.paths import Persona, ft_gen_command
 from raft.training.registry import (
     FAILED,
     RUNNING,
@@ -51,6 +51,7 @@ class LoraSettings:
     max_length: int | None = None  # tokens per sample; default 1024 on CPU, 4096 on GPU
     save_steps: int = 50
     seed: int = 0
+    dataset: str = "raft"  # "raft" (finetune/) or "plain" (finetune/plain/, no memories)
 
 
 def on_gpu() -> bool:
@@ -170,20 +171,20 @@ def load_base(base: str) -> tuple[Any, PreTrainedTokenizerBase]:
     return model, tokenizer
 
 
-def require_training_file(persona: Persona) -> Path:
-    train_file = persona.finetune / "messages.jsonl"
+def require_training_file(persona: Persona, dataset: str) -> Path:
+    train_file = persona.dataset(dataset) / "messages.jsonl"
     if not train_file.is_file():
-        raise UsageError(f"no {train_file}: run `raft ft:gen {persona.name}` first")
+        raise UsageError(f"no {train_file}: run `{ft_gen_command(persona, dataset)}` first")
     return train_file
 
 
-def dataset_spec(persona: Persona) -> ConversationSpec:
+def dataset_spec(persona: Persona, dataset: str) -> ConversationSpec:
     """The conversation spec the training files were made with."""
-    spec = training_spec(persona)
+    spec = training_spec(persona, dataset)
     if spec is None:
         raise UsageError(
-            f"{persona.finetune / 'stats.json'} records no conversation spec: re-run "
-            f"`raft ft:gen {persona.name}` (cached calls cost nothing)"
+            f"{persona.dataset(dataset) / 'stats.json'} records no conversation spec: re-run "
+            f"`{ft_gen_command(persona, dataset)}` (cached calls cost nothing)"
         )
     return spec
 
@@ -191,17 +192,19 @@ def dataset_spec(persona: Persona) -> ConversationSpec:
 def model_budget(persona: Persona, settings: LoraSettings, base: str) -> Budget:
     """The model's own budget: --max-length tokens of its tokenizer, of which the dataset's
     answer reserve is kept for the answer, as at inference."""
-    return Budget(settings.max_length, dataset_spec(persona).reserve, base)
+    return Budget(settings.max_length, dataset_spec(persona, settings.dataset).reserve, base)
 
 
 def training_rows(
     persona: Persona, settings: LoraSettings, base: str
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The train and validation rows of `finetune/messages(.valid).jsonl`, fitted to length."""
-    train_file = require_training_file(persona)
+    """The train and validation rows of the dataset's `messages(.valid).jsonl`, fitted to
+    length."""
+    train_file = require_training_file(persona, settings.dataset)
     budget = model_budget(persona, settings, base)
     train, skipped = fit_to_length(load_conversations(train_file), budget)
-    valid, _ = fit_to_length(load_conversations(persona.finetune / "messages.valid.jsonl"), budget)
+    valid_file = train_file.with_name("messages.valid.jsonl")
+    valid, _ = fit_to_length(load_conversations(valid_file), budget)
     if skipped:
         err.print(
             f"skipped {skipped} samples whose answer does not fit --max-length {budget.limit} "
@@ -323,7 +326,10 @@ def start_run(persona: Persona, settings: LoraSettings) -> ModelRecord:
         unfinished = [
             r
             for r in load_records(persona)
-            if r.venue == "local" and r.method == settings.method and r.status != SUCCEEDED
+            if r.venue == "local"
+            and r.method == settings.method
+            and r.dataset == settings.dataset
+            and r.status != SUCCEEDED
         ]
         resumable = [r for r in unfinished if last_checkpoint(persona, r)]
         if not resumable:
@@ -335,15 +341,16 @@ def start_run(persona: Persona, settings: LoraSettings) -> ModelRecord:
         record.status, record.error = RUNNING, ""
         record.params["resumed"] = True
         return record
-    require_training_file(persona)  # before converting a base model for nothing
+    folder = persona.dataset(settings.dataset)
+    require_training_file(persona, settings.dataset)  # before converting a base model
     base = resolve_base_model(settings.base_model)
     gpu = on_gpu()
     settings = replace(settings, max_length=settings.max_length or (4096 if gpu else 1024))
     files = {}
     for role, name in [("train", "messages.jsonl"), ("valid", "messages.valid.jsonl")]:
-        path = persona.finetune / name
+        path = folder / name
         if path.is_file():
-            files[role] = {"path": f"finetune/{name}", "sha256": file_sha256(path)}
+            files[role] = {"path": str(path.relative_to(persona.root)), "sha256": file_sha256(path)}
     params = asdict(settings) | {
         "base_path": base,
         "base_id": base_model_id(base),
@@ -351,7 +358,7 @@ def start_run(persona: Persona, settings: LoraSettings) -> ModelRecord:
         "lora_alpha": 2 * settings.lora_r,
         "device": "cuda" if gpu else "cpu",
     }
-    spec = dataset_spec(persona)
+    spec = dataset_spec(persona, settings.dataset)
     record_id = run_id(settings.method)
     return ModelRecord(
         id=record_id,
@@ -367,6 +374,7 @@ def start_run(persona: Persona, settings: LoraSettings) -> ModelRecord:
             "reserve": spec.reserve,
             "tokenizer": f"models/{record_id}/adapter",
         },
+        dataset=settings.dataset,
     )
 
 

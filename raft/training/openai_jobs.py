@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from raft.console import err
 from raft.conversation import training_spec
 from raft.errors import RaftError, UsageError
-from raft.paths import Persona
+from raft.paths import Persona, ft_gen_command
 from raft.training.registry import (
     CANCELLED,
     FAILED,
@@ -62,6 +62,7 @@ class JobSettings:
     lr_multiplier: float | None = None
     batch_size: int | None = None
     suffix: str = ""
+    dataset: str = "raft"
     poll_interval: float = field(default_factory=default_poll_interval)
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -78,7 +79,7 @@ def run_openai_job(persona: Persona, settings: JobSettings) -> ModelRecord:
     """Start (or re-attach to) a fine-tuning job and follow it until it ends."""
     from raft.backends.openai_client import make_client
 
-    local = local_files(persona)
+    local = local_files(persona, settings.dataset)
     client = make_client(None)
     params = {"suffix": settings.suffix, **settings.hyperparameters()}
     params["api_base"] = str(client.base_url)
@@ -108,17 +109,18 @@ def run_openai_job(persona: Persona, settings: JobSettings) -> ModelRecord:
         ) from None
 
 
-def local_files(persona: Persona) -> dict[str, dict[str, Any]]:
+def local_files(persona: Persona, dataset: str = "raft") -> dict[str, dict[str, Any]]:
     """Role -> path and sha256 of the files to upload; an absent or empty valid file is skipped."""
+    folder = persona.dataset(dataset)
     files = {}
     for role, name in FILES.items():
-        path = persona.finetune / name
+        path = folder / name
         if path.is_file() and path.stat().st_size:
-            files[role] = {"path": f"finetune/{name}", "sha256": file_sha256(path)}
+            files[role] = {"path": str(path.relative_to(persona.root)), "sha256": file_sha256(path)}
     if "train" not in files:
         raise UsageError(
-            f"no training data: {persona.finetune / FILES['train']} is missing or empty; "
-            f"run `raft ft:gen {persona.name}` first"
+            f"no training data: {folder / FILES['train']} is missing or empty; "
+            f"run `{ft_gen_command(persona, dataset)}` first"
         )
     return files
 
@@ -205,7 +207,8 @@ def create_job(
         job_id=job.id,
         files=files,
         params=params,
-        spec=spec.to_row() if (spec := training_spec(persona)) else {},
+        spec=spec.to_row() if (spec := training_spec(persona, settings.dataset)) else {},
+        dataset=settings.dataset,
     )
     save_record(persona, record)
     say(f"started job {job.id} on {settings.base_model}")
@@ -319,6 +322,7 @@ def reattach_command(persona: Persona, settings: JobSettings) -> str:
         "--batch-size": settings.batch_size,
         "--lr-multiplier": settings.lr_multiplier,
         "--suffix": settings.suffix if settings.suffix != persona.name else None,
+        "--dataset": settings.dataset if settings.dataset != "raft" else None,
     }
     words += [f"{flag} {value}" for flag, value in flags.items() if value is not None]
     return " ".join(words)

@@ -39,6 +39,7 @@ class ModelRecord:
     exports: dict[str, str] = field(default_factory=dict)  # "gguf", "modelfile" -> path
     spec: dict[str, Any] = field(default_factory=dict)  # the training data's conversation spec
     budget: dict[str, Any] = field(default_factory=dict)  # limit, reserve, tokenizer (local)
+    dataset: str = "raft"  # trained on the RAFT dataset, or the plain one (no memories)
 
 
 def now() -> str:

@@ -252,7 +252,9 @@ def recalling(tmp_path_factory, faulty):
     and a second stand-in as the generator that rephrases and judges memories."""
     data = tmp_path_factory.mktemp("recall") / "data"
     env = build_store(data) | backend_env(data)
-    generator = FaultyLLM()
+    # A rephrasing the memory gate lets through for the bees passage (the stand-in's default
+    # reply, "A fine reply.", is too short to be a memory).
+    generator = FaultyLLM("I keep two hives on the roof of the laundrette on Mill Street.")
     with serve_app(generator.app()) as generator_url:
         args = [
             "--model",

@@ -147,7 +147,11 @@ def test_credentials_in_a_backend_url_reach_the_server_and_nothing_else(store, t
     persona, env = copy_of(store, tmp_path)
     secret = f"openai:faulty@{guarded.secret_url}"
     plain = f"openai:faulty@{guarded.url}"
-    ft_gen = run_cli("raft", "ft:gen", "lena", "-k", "2", "--generator", secret, env=env)
+    ft_gen = run_cli(
+        "raft",
+        *["ft:gen", "lena", "-k", "2", "--memories", "rephrased", "--generator", secret],
+        env=env,
+    )
     assert ft_gen.returncode == 0, ft_gen.stderr
     assert guarded.refused == 0 and guarded.calls > 0
     spec = json.loads((persona / "finetune" / "stats.json").read_text())["spec"]

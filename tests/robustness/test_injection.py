@@ -36,7 +36,7 @@ def test_an_injected_essay_does_not_break_verdicts_or_reach_the_system_prompt(tm
         ["fetch", "mara"],
         ["chunk", "mara"],
         ["embed", "mara"],
-        ["ft:gen", "mara", "-k", "1"],
+        ["ft:gen", "mara", "-k", "1", "--memories", "rephrased"],
     ):
         result = run_cli("raft", *command, env=env)
         assert result.returncode == 0, result.stderr

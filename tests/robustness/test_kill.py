@@ -186,7 +186,7 @@ def test_killed_ratf_run_resumes_to_the_same_replies(benched, tmp_path):
         result = run_cli(*run, env=env_here)
         assert result.returncode == 0, result.stderr
         [folder] = (persona / "ratf" / "runs").iterdir()
-        assert lines(folder / "replies.jsonl") == 4  # base and rag, two items each
+        assert lines(folder / "replies.jsonl") == 4  # base and base+mem, two items each
         return sha256(folder / "replies.jsonl")
 
     assert replies("cut", interrupt=True) == replies("whole", interrupt=False)

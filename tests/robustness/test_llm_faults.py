@@ -84,7 +84,7 @@ def test_ft_gen_that_fails_midway_keeps_every_finished_call(faulty, tmp_path):
         "OPENAI_API_KEY": PLANTED_KEY,
     }
     faulty.script = ["ok"] * 5 + ["500"] * 1000
-    failed = run_cli("raft", "ft:gen", "lena", "-k", "2", env=env)
+    failed = run_cli("raft", "ft:gen", "lena", "-k", "2", "--memories", "rephrased", env=env)
     assert failed.returncode == 1 and "openai:faulty@" in failed.stderr
     assert "Traceback" not in failed.stderr
     cache = Cache(tmp_path / "data" / "lena" / "cache.sqlite")
@@ -92,7 +92,7 @@ def test_ft_gen_that_fails_midway_keeps_every_finished_call(faulty, tmp_path):
     assert kept >= 5  # the calls answered before the failure
 
     faulty.script, before = [], faulty.calls
-    done = run_cli("raft", "ft:gen", "lena", "-k", "2", env=env)
+    done = run_cli("raft", "ft:gen", "lena", "-k", "2", "--memories", "rephrased", env=env)
     assert done.returncode == 0, done.stderr
     new_calls = faulty.calls - before
     assert cache.count("chat") == kept + new_calls  # nothing answered was asked again

@@ -1,0 +1,1 @@
+"""Studies: long experiments run as scripts (`scripts/study`), never as tests."""
