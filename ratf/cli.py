@@ -43,9 +43,11 @@ def run_(persona: Persona, replicas: tuple[str, ...], max_tokens: int) -> None:
     Example: ratf run sample --replica base=local,memories=off --replica base+mem=local
     """
     from raft.backends.spec import redact
+    from ratf.items import load_items
     from ratf.runner import RunSettings, default_replicas, parse_replica, run_replicas
 
-    specs = [parse_replica(text) for text in replicas] or default_replicas(persona.require())
+    load_items(persona.require())  # no items: say so before choosing replicas
+    specs = [parse_replica(text) for text in replicas] or default_replicas(persona)
     with progress_bar() as progress:
         folder = run_replicas(
             persona.require(), specs, RunSettings(max_tokens=max_tokens), progress

@@ -253,6 +253,41 @@ def contrasts_table(scores: dict) -> list[str]:
     return lines
 
 
+def findings(scores: dict) -> list[str]:
+    """What the contrasts and the shuffled gaps say, in words."""
+    cells = {(a, b): difference(scores, "bits_per_byte", a, b) for a, b, _ in CONTRASTS}
+    shown = [
+        f"`{a}` − `{b}` ({fmt(c, signed=True)})"
+        for (a, b), c in cells.items()
+        if c and (c.low > 0 or c.high < 0)
+    ]
+    rest = [c for c in cells.values() if c and not (c.low > 0 or c.high < 0)]
+    lines = [
+        "- Contrasts whose interval excludes zero: " + (", ".join(shown) or "none") + ".",
+    ]
+    if rest:
+        bound = max(max(abs(c.low), abs(c.high)) for c in rest)
+        lines.append(
+            f"- Every other contrast, every effect of memories among them, lies within "
+            f"±{bound:.3f} bits/byte with an interval that spans zero: no effect shown at "
+            "this scale."
+        )
+    gaps = [
+        paired_difference(
+            values(scores, "bits_per_byte_shuffled", s), values(scores, "bits_per_byte", s)
+        )
+        for s in SYSTEMS
+        if values(scores, "bits_per_byte", s)
+    ]
+    if gaps and all(g.low <= 0 <= g.high for g in gaps):
+        lines.append(
+            "- No system's real-versus-shuffled gap excludes zero: at this size the models "
+            "find the author's answers likelier once fine-tuned, but not her answer to *this* "
+            "question clearly over her answer to another one."
+        )
+    return lines
+
+
 def quality_lines(rounds: list[dict]) -> list[str]:
     lines = [
         "| memory style | memories retrieved | recall@k of the source essays | judged useful "
@@ -281,7 +316,15 @@ def pct(value) -> str:
 
 
 def steps_table(steps: list[Step]) -> list[str]:
-    lines = ["| command | seconds |", "| --- | ---: |"]
+    lines = [
+        "A command that took about a second found every model call it needed in the cache "
+        "(`cache.sqlite`), from an earlier run of the same command (here: an interrupted "
+        "first run of the study); a first run of the extractive `ft:gen` makes only judge "
+        "calls, fewer than the rephrased one.",
+        "",
+        "| command | seconds |",
+        "| --- | ---: |",
+    ]
     lines += [f"| `{s.command}` | {s.seconds:.0f} |" for s in steps]
     lines.append(f"| **total** | **{sum(s.seconds for s in steps):.0f}** |")
     return lines
@@ -318,6 +361,8 @@ def write_page(
         "Lower bits per byte is closer: the model finds the author's real answer more "
         "likely given exactly the prompt that replica sees. Numbers in brackets are 95% "
         "paired bootstrap intervals over the held-out exchanges.",
+        "",
+        *findings(scores),
         "",
         "## Six systems",
         "",

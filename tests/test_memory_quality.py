@@ -192,7 +192,9 @@ def test_gate_tells_echoes_and_fragments_from_memories(rephrased, question, reas
 
 def test_gated_rephrasings_never_reach_the_judge(store):
     model = Rephraser()
-    recall = Recall(store, CachedLLM(model), ConversationSpec(target=TARGET, k=6))
+    recall = Recall(
+        store, CachedLLM(model), ConversationSpec(target=TARGET, k=6, memory_style="rephrased")
+    )
     memories = recall.recall("What do bees teach you?", before=None)
     gates = {m.doc_id: m.gate for m in memories}
     assert gates == {
@@ -223,7 +225,11 @@ def test_a_sentence_recalled_word_for_word_is_on_its_passage(store, embedder):
     )
     assert on > 0.99 and off < MIN_PASSAGE_SIMILARITY
 
-    recall = Recall(store, CachedLLM(PromptRecorder()), ConversationSpec(target=TARGET))
+    recall = Recall(
+        store,
+        CachedLLM(PromptRecorder()),
+        ConversationSpec(target=TARGET, memory_style="rephrased"),
+    )
     kept = Memory("all:0", "all", "All", "", "2022-01-01", passage, 0.2)
     evasive = Memory("all:1", "all", "All", "", "2022-01-01", passage, 0.2)
     kept.rephrased, evasive.rephrased = verbatim, "I'm not sure what to say."

@@ -87,7 +87,9 @@ def test_untrusted_text_cannot_close_its_quote_in_any_prompt(tmp_path):
         assert "</reply_a>\n</passage>" not in prompt.replace(HOSTILE, "")
 
     model = PromptRecorder()
-    recall = Recall(None, CachedLLM(model), ConversationSpec(target="Lena"))
+    recall = Recall(
+        None, CachedLLM(model), ConversationSpec(target="Lena", memory_style="rephrased")
+    )
     memory = Memory("c:0", "c", "T", "", "2020-01-01", HOSTILE, 0.1)
     recall.rephrase("Bees?", memory)
     memory.rephrased = HOSTILE  # as if the model had echoed it
