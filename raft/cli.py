@@ -307,12 +307,14 @@ def ft_gen(
 
 def print_ft_gen_summary(persona: Persona, stats: dict, calls: int) -> None:
     m = stats["memories"]
+    dropped = stats.get("review", {}).get("samples_dropped", 0)
     click.echo(
         f"ft:gen {persona.name}: {stats['samples']} samples ({stats['real_samples']} real, "
         f"{stats['synthetic_samples']} synthetic) from {stats['interviews']} interviews; "
         f"memories {m['retrieved']} retrieved, {m['useful_by_question']} useful by question, "
         f"{m['consistent_with_answer']} consistent with the answer, {m['kept']} kept; "
         f"{stats['samples_truncated']} samples truncated; {calls} model calls"
+        + (f"; {dropped} samples dropped in review" if dropped else "")
     )
     for warning in stats.get("split", {}).get("warnings", []):
         click.echo(f"raft: warning: {warning}", err=True)
@@ -506,11 +508,10 @@ def replica_options(command):
     return command
 
 
-def open_persona_replica(persona: Persona, options: dict):
-    from raft.backends.spec import redact
-    from raft.replica import ReplicaSettings, open_replica
+def replica_settings(options: dict):
+    from raft.replica import ReplicaSettings
 
-    settings = ReplicaSettings(
+    return ReplicaSettings(
         memories=not options["no_memories"],
         before=_iso_date(options["before"]),
         interviewer=options["interviewer"],
@@ -518,6 +519,13 @@ def open_persona_replica(persona: Persona, options: dict):
         temperature=options["temperature"],
         seed=options["seed"],
     )
+
+
+def open_persona_replica(persona: Persona, options: dict):
+    from raft.backends.spec import redact
+    from raft.replica import open_replica
+
+    settings = replica_settings(options)
     replica = open_replica(persona.require(), options["model"], settings, options["generator"])
     replica.label = redact(replica.label)  # a --model URL's credentials stay off the screen
     return replica
@@ -569,6 +577,13 @@ def chat(persona: Persona, once: str | None, **options) -> None:
     metavar="NAME",
     help="A Host name to serve besides loopback and --host (repeatable; '*': any).",
 )
+@click.option(
+    "--raters",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Print blind-test links for N raters (kept ones stay valid; new ones are added).",
+)
+@click.option("--blind-run", metavar="RUN", help="The RATF run of the blind test [latest].")
 def serve(
     persona: Persona,
     host: str,
@@ -577,29 +592,45 @@ def serve(
     max_body: int,
     queue: int,
     allow_hosts: tuple[str, ...],
+    raters: int | None,
+    blind_run: str | None,
     **options,
 ) -> None:
-    """Serve the replica over an OpenAI-compatible HTTP API.
+    """Serve the replica over an OpenAI-compatible HTTP API, with web pages.
 
     POST /v1/chat/completions (also with stream: true) and GET /v1/models; every reply
-    carries the memories it used in a `memories` field. Binds to 127.0.0.1; another host
-    needs an API key (--api-key or RAFT_SERVE_API_KEY). Only JSON bodies up to --max-body,
-    at most 200 messages of 100,000 characters, and Host names 127.0.0.1, localhost,
-    [::1], --host and --allow-host are served.
-    Example: raft serve sample --port 8000
+    carries the memories it used in a `memories` field. A request's `model` picks the
+    default replica (named NAME: --model's choice), `base`, or any trained model by id.
+    Pages at /: chat, compare replicas, RATF reports, the blind test (/blind) of the latest
+    `ratf run` (or --blind-run), and dataset review (/samples). Binds to 127.0.0.1;
+    another host needs an API key (--api-key or RAFT_SERVE_API_KEY), which the pages ask
+    for and blind-test links do not need. Only JSON bodies up to --max-body, at most 200
+    messages of 100,000 characters, and Host names 127.0.0.1, localhost, [::1], --host and
+    --allow-host are served.
+    Example: raft serve sample --port 8000 --raters 3
     """
+    from raft.replica import Replicas
     from raft.serve import serve as run_server
+    from raft.web.app import Pages
+    from raft.web.blind import open_blind, rater_links
 
     replica = open_persona_replica(persona, options)
+    replicas = Replicas(
+        replica, persona.name, persona, replica_settings(options), options["generator"]
+    )
+    blind = open_blind(persona, blind_run, raters)
+    if raters:
+        base = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+        click.echo(rater_links(blind, base, raters))
     run_server(
-        replica,
-        persona.name,
+        replicas,
         host,
         port,
         api_key,
         max_body=max_body,
         queue=queue,
         allow_hosts=allow_hosts,
+        pages=Pages(persona, blind),
     )
 
 

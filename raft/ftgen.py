@@ -39,6 +39,7 @@ from raft.files import read_jsonl, write_json, write_jsonl, write_text
 from raft.memories import Recall
 from raft.memory_quality import sample_quality
 from raft.paths import Persona
+from raft.review import apply_review, load_review
 from raft.store import Store, require_store
 from raft.synthetic import BackTranslator, SyntheticSettings, speech_answer
 from raft.transcripts import Interview, interview_memory_rows, training_interviews
@@ -167,6 +168,15 @@ def render_interview(samples: list[Sample], spec: ConversationSpec) -> None:
         sample.n_tokens = rendered.n_tokens
 
 
+def render_interviews(samples: list[Sample], spec: ConversationSpec) -> None:
+    """Render the samples interview by interview (a synthetic sample is an interview of one)."""
+    groups: dict[str, list[Sample]] = {}
+    for sample in samples:
+        groups.setdefault(sample.interview, []).append(sample)
+    for group in groups.values():
+        render_interview(sorted(group, key=lambda s: s.index), spec)
+
+
 def open_spec(
     persona: Persona,
     settings: GenSettings,
@@ -237,11 +247,7 @@ def generate(
             advance,
         )
         made["synthetic_prompts"] = translator.made()["prompts"]
-    groups: dict[str, list[Sample]] = {}
-    for sample in samples:
-        groups.setdefault(sample.interview, []).append(sample)
-    for group in groups.values():
-        render_interview(group, spec)
+    render_interviews(samples, spec)
     for sample in samples:
         sample.made = made
     return samples, made, llm
@@ -270,7 +276,11 @@ def write_formats(out: Path, samples: list[Sample], settings: GenSettings) -> di
     return {"train": len(train), "valid": len(valid), "warnings": check.warnings}
 
 
-def statistics(samples: list[Sample], made: dict[str, Any], split: dict) -> dict[str, Any]:
+def statistics(
+    samples: list[Sample], made: dict[str, Any], split: dict, judged: list[Sample] | None = None
+) -> dict[str, Any]:
+    """What the samples written hold. Retrieval and judge quality is measured on `judged`, the
+    samples as generated: a memory dropped in review is no verdict of the judge."""
     memories = [m for s in samples for m in s.memories]
     tokens = [s.n_tokens for s in samples]
     bins = Counter(min(t // 512, 16) * 512 for t in tokens)
@@ -292,7 +302,7 @@ def statistics(samples: list[Sample], made: dict[str, Any], split: dict) -> dict
         "quality": (
             None
             if spec.get("memory_style") == NO_MEMORIES
-            else sample_quality(samples, spec.get("k", 0))
+            else sample_quality(samples if judged is None else judged, spec.get("k", 0))
         ),
         "synthetic_by_lens": dict(Counter(s.lens for s in samples if s.synthetic)),
         "samples_with_distractors": sum(s.distractors for s in samples),
@@ -323,7 +333,8 @@ def run_ft_gen(
     """`raft ft:gen`: `only="oai"` rebuilds formats from raft.jsonl; `only="generic"` skips them.
 
     Writes the RAFT dataset into finetune/, or with memory style "none" the plain one into
-    finetune/plain/."""
+    finetune/plain/. The folder's review marks (raft.review) apply to the format files and the
+    stats, never to raft.jsonl: they are an overlay on the samples as made."""
     dataset = "plain" if settings.memory_style == NO_MEMORIES else "raft"
     folder = persona.dataset(dataset)
     generic = folder / "raft.jsonl"
@@ -340,7 +351,13 @@ def run_ft_gen(
         calls = llm.calls
         write_jsonl(generic, [s.to_row() for s in samples])
         record_calls(folder, llm)
-    split = {} if only == "generic" else write_formats(folder, samples, settings)
-    stats = {"dataset": dataset} | statistics(samples, made, split)
+
+    def render(group: list[Sample]) -> None:
+        render_interviews(group, ConversationSpec.from_row(made["spec"]))
+
+    written, review = apply_review(samples, load_review(folder), render)
+    split = {} if only == "generic" else write_formats(folder, written, settings)
+    stats = {"dataset": dataset} | statistics(written, made, split, judged=samples)
+    stats["review"] = review
     write_json(folder / "stats.json", stats)
     return stats, calls

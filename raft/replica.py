@@ -9,6 +9,7 @@ recalls memories as ft:gen's question-only pass does and renders the prompt with
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import date
@@ -73,7 +74,8 @@ class Replica:
 
     def with_settings(self, **changes) -> Replica:
         settings = replace(self.settings, **changes)
-        return Replica(self.spec, self.model, self.recall, settings, self.budgets, self.label)
+        recall = self.recall if settings.memories else None
+        return Replica(self.spec, self.model, recall, settings, self.budgets, self.label)
 
     def recalled(self, question: str, history: list[Exchange]) -> list[Memory]:
         """Every memory recalled for the question, judged from the question alone as in
@@ -226,3 +228,71 @@ def open_replica(
     recall = open_recall(persona, spec, generator, hint) if settings.memories else None
     budgets = model_budgets(persona, spec, record)
     return Replica(spec, llm, recall, conversation_date(settings), budgets, label)
+
+
+BASE = "base"
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One model `raft serve` answers as: its request name, what is behind it, and whether
+    it answers with recalled memories unless a request says not to."""
+
+    id: str
+    label: str  # the registry id or backend spec behind the name
+    memories: bool
+
+
+class Replicas:
+    """The models `raft serve` answers as, each opened on first use and kept: the default
+    (named for the persona: the model `--model` chose), `base` (the persona's generator
+    model, untrained), and every trained model of the registry by its id."""
+
+    def __init__(
+        self,
+        default: Replica,
+        name: str,
+        persona: Persona | None = None,
+        settings: ReplicaSettings | None = None,
+        generator: str | None = None,
+    ):
+        self.name = name
+        self.target = default.target
+        self.persona = persona
+        self.settings = settings or default.settings  # the server's, for the other models
+        self.generator = generator
+        self._open: dict[str, Replica] = {name: default}
+        self._lock = threading.Lock()
+
+    def models(self) -> list[ServedModel]:
+        """What a model picker offers; the registry is read afresh, so a model trained
+        while the server runs is offered too."""
+        memories = self.settings.memories
+        default = self._open[self.name]
+        listed = [ServedModel(self.name, default.label, default.recall is not None)]
+        if self.persona is None:
+            return listed
+        listed.append(ServedModel(BASE, self.base_spec(), memories))
+        for record in load_records(self.persona):
+            if record.status == SUCCEEDED:
+                listed.append(
+                    ServedModel(record.id, record.id, memories and record.dataset != "plain")
+                )
+        return listed
+
+    def get(self, name: str) -> Replica:
+        """The replica answering as `name`, opened now if it is not yet; UsageError for a
+        name not served."""
+        with self._lock:  # one opening per name, however many requests ask at once
+            if name not in self._open:
+                known = [m.id for m in self.models()]
+                if name not in known:
+                    raise UsageError(
+                        f"no model {name!r} is served here (known: {', '.join(known)})"
+                    )
+                choice = self.base_spec() if name == BASE else name
+                self._open[name] = open_replica(self.persona, choice, self.settings, self.generator)
+            return self._open[name]
+
+    def base_spec(self) -> str:
+        return str(backend_spec(self.persona, "generator", self.generator))

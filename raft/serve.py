@@ -1,8 +1,11 @@
 """`raft serve`: the replica behind an OpenAI-compatible HTTP API (FastAPI + uvicorn).
 
 `POST /v1/chat/completions` (plain and `stream: true` server-sent events) and
-`GET /v1/models`. Each completion, and the first chunk of a stream, carries the memories
-the replica used in an extra top-level field, `memories`.
+`GET /v1/models`. A request's `model` picks the persona's default replica, `base`, or a
+trained model of the registry by id (`raft.replica.Replicas`); `memories: false` answers
+without recalled writing. Each completion, and the first chunk of a stream, carries the
+memories the replica used in an extra top-level field, `memories`. The web pages
+(`raft.web`) are served beside the API and call it like any client.
 
 The server is meant to face clients it does not trust: bodies, messages and sampling
 settings have caps; completions run in their own bounded pool, so `/v1/models` never waits
@@ -21,7 +24,7 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, closing
 from typing import Any
@@ -32,7 +35,7 @@ from raft.backends.spec import redact
 from raft.conversation import Exchange
 from raft.errors import RaftError, UsageError
 from raft.memories import Memory
-from raft.replica import Replica
+from raft.replica import Replica, Replicas
 
 MAX_BODY = 1_000_000  # bytes of a request body
 QUEUE = 16  # completions running or waiting at once
@@ -58,6 +61,10 @@ class ApiError(Exception):
 
 class BadRequest(ApiError):
     """A request the API refuses with 400 and a JSON error."""
+
+
+class NotFound(ApiError):
+    status = 404
 
 
 class TooLarge(ApiError):
@@ -159,10 +166,9 @@ def setting(body: dict[str, Any], key: str, low: float, high: float, integer: bo
     return value
 
 
-def sampling(
-    replica: Replica, body: dict[str, Any], max_reply_tokens: int = MAX_REPLY_TOKENS
-) -> Replica:
-    """The replica with the request's temperature, max_tokens and seed, where given."""
+def sampling(body: dict[str, Any], max_reply_tokens: int = MAX_REPLY_TOKENS) -> dict[str, Any]:
+    """The replica settings a request changes: temperature, max_tokens, seed, and
+    `memories: false` (this project's own field) to answer without recalled writing."""
     changes: dict[str, Any] = {}
     for key, name, low, high, integer in [
         ("temperature", "temperature", 0, 2, False),
@@ -173,9 +179,26 @@ def sampling(
         value = setting(body, key, low, high, integer)
         if value is not None:
             changes[name] = float(value) if name == "temperature" else value
-    if body.get("stream") not in (None, True, False):
-        raise BadRequest("`stream` must be true or false")
-    return replica.with_settings(**changes) if changes else replica
+    for flag in ("stream", "memories"):
+        if body.get(flag) not in (None, True, False):
+            raise BadRequest(f"`{flag}` must be true or false")
+    if body.get("memories") is False:
+        changes["memories"] = False
+    return changes
+
+
+def model_name(body: dict[str, Any], replicas: Replicas) -> str:
+    """The served model a request names (default: the persona's); 404 for any other."""
+    name = body.get("model")
+    if name is None:
+        return replicas.name
+    if not isinstance(name, str):
+        raise BadRequest("`model` must be a string")
+    known = [m.id for m in replicas.models()]
+    if name not in known:
+        message = f"no model {name[:100]!r} is served here (known: {', '.join(known)})"
+        raise NotFound(message, "model_not_found")
+    return name
 
 
 def host_name(header: str) -> str:
@@ -192,10 +215,17 @@ class Guard:
     rebinding), the API key, and JSON-only POST bodies (a web page can post `text/plain`
     without asking the browser first, but not `application/json`)."""
 
-    def __init__(self, app: Any, api_key: str | None, hosts: Iterable[str]):
+    def __init__(
+        self,
+        app: Any,
+        api_key: str | None,
+        hosts: Iterable[str],
+        public: Callable[[str, str], bool] | None = None,
+    ):
         self.app = app
         self.api_key = api_key
         self.hosts = {host_name(h) for h in hosts}
+        self.public = public  # (method, path) served without the key: pages, the blind test
 
     def refusal(self, scope: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
         from starlette.datastructures import Headers
@@ -204,7 +234,7 @@ class Guard:
         if "*" not in self.hosts and host_name(headers.get("host", "")) not in self.hosts:
             message = "this Host is not served (add it with `raft serve --allow-host NAME`)"
             return 400, error_body(message, "invalid_request_error", "host_not_allowed")
-        if self.api_key:
+        if self.api_key and not (self.public and self.public(scope["method"], scope["path"])):
             given = headers.get("authorization", "").removeprefix("Bearer ").strip()
             if not hmac.compare_digest(given.encode(), self.api_key.encode()):
                 message = "missing or wrong API key"
@@ -295,8 +325,12 @@ class Completion:
         except RuntimeError:  # the event loop is closed: nobody is listening
             self.stop.set()
 
-    def run(self, replica: Replica, pairs: list[tuple[str, str]], question: str) -> None:
+    def run(
+        self, choose: Callable[[], Replica], pairs: list[tuple[str, str]], question: str
+    ) -> None:
+        """`choose` gives the replica, here in the pool: opening one loads a model."""
         try:
+            replica = choose()
             _, memories, messages = prepare(replica, pairs, question, self.stop)
             self.put("memories", memories)
             stopped = False
@@ -337,8 +371,7 @@ async def wait_for_disconnect(request: Request) -> None:
 
 
 def create_app(
-    replica: Replica,
-    model_name: str,
+    replicas: Replicas,
     api_key: str | None = None,
     *,
     max_body: int = MAX_BODY,
@@ -347,11 +380,13 @@ def create_app(
     max_messages: int = MAX_MESSAGES,
     max_message_chars: int = MAX_MESSAGE_CHARS,
     max_reply_tokens: int = MAX_REPLY_TOKENS,
+    pages: Any = None,
 ) -> Any:
-    """The API app. Limits: `max_body` bytes per request; `queue` completions running or
-    waiting at once (more get 503); Host names `allow_hosts` besides the loopback names
-    (`*`: any); `max_messages` messages of at most `max_message_chars` characters; a
-    `max_tokens` of at most `max_reply_tokens`."""
+    """The API app, with the web pages when `pages` (a `raft.web.app.Pages`) is given.
+    Limits: `max_body` bytes per request; `queue` completions running or waiting at once
+    (more get 503); Host names `allow_hosts` besides the loopback names (`*`: any);
+    `max_messages` messages of at most `max_message_chars` characters; a `max_tokens` of at
+    most `max_reply_tokens`."""
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse, StreamingResponse
     from starlette.background import BackgroundTask
@@ -372,9 +407,10 @@ def create_app(
         pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(
-        title=f"raft replica: {replica.target}", docs_url=None, redoc_url=None, lifespan=lifespan
+        title=f"raft replica: {replicas.target}", docs_url=None, redoc_url=None, lifespan=lifespan
     )
-    app.add_middleware(Guard, api_key=api_key, hosts=[*LOOPBACK, *allow_hosts])
+    public = pages.public if pages is not None else None
+    app.add_middleware(Guard, api_key=api_key, hosts=[*LOOPBACK, *allow_hosts], public=public)
 
     @app.exception_handler(ApiError)
     async def refused(_request: Request, exc: ApiError) -> JSONResponse:
@@ -395,12 +431,25 @@ def create_app(
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:  # async: answered in the event loop, never queued
+        served = await asyncio.to_thread(replicas.models)  # reads the registry
         return {
             "object": "list",
-            "data": [{"id": model_name, "object": "model", "created": 0, "owned_by": "raft"}],
+            "data": [
+                {
+                    "id": m.id,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": "raft",
+                    "label": m.label,
+                    "memories": m.memories,
+                }
+                for m in served
+            ],
         }
 
-    def start(active: Replica, pairs: list[tuple[str, str]], question: str) -> Completion:
+    def start(
+        choose: Callable[[], Replica], pairs: list[tuple[str, str]], question: str
+    ) -> Completion:
         if not slots.acquire(blocking=False):
             raise Overloaded(
                 f"the server is busy with {queue} completions; retry shortly",
@@ -412,7 +461,7 @@ def create_app(
 
         def work() -> None:
             try:
-                completion.run(active, pairs, question)
+                completion.run(choose, pairs, question)
             finally:
                 running.discard(completion)
                 slots.release()
@@ -429,8 +478,14 @@ def create_app(
     async def chat_completions(request: Request):
         body = parse_json(await read_body(request, max_body))
         pairs, question = parse_conversation(body, max_messages, max_message_chars)
-        active = sampling(replica, body, max_reply_tokens)
-        completion = start(active, pairs, question)
+        changes = sampling(body, max_reply_tokens)
+        name = await asyncio.to_thread(model_name, body, replicas)
+
+        def choose() -> Replica:
+            replica = replicas.get(name)
+            return replica.with_settings(**changes) if changes else replica
+
+        completion = start(choose, pairs, question)
         gone = asyncio.ensure_future(wait_for_disconnect(request))
         try:
             event, memories = await completion.next(gone), []
@@ -443,7 +498,7 @@ def create_app(
             created = int(time.time())
             if body.get("stream"):
                 # From here Starlette cancels the stream when the client leaves.
-                chunks = stream_chunks(completion, event, memories, ident, created, model_name)
+                chunks = stream_chunks(completion, event, memories, ident, created, name)
                 return StreamingResponse(
                     chunks,
                     media_type="text/event-stream",
@@ -463,7 +518,7 @@ def create_app(
             "id": ident,
             "object": "chat.completion",
             "created": created,
-            "model": model_name,
+            "model": name,
             "choices": [
                 {
                     "index": 0,
@@ -474,6 +529,8 @@ def create_app(
             "memories": [memory_json(m) for m in memories],
         }
 
+    if pages is not None:
+        pages.mount(app)
     return app
 
 
@@ -520,8 +577,7 @@ async def stream_chunks(
 
 
 def serve(
-    replica: Replica,
-    model_name: str,
+    replicas: Replicas,
     host: str,
     port: int,
     api_key: str | None,
@@ -529,6 +585,7 @@ def serve(
     max_body: int = MAX_BODY,
     queue: int = QUEUE,
     allow_hosts: Iterable[str] = (),
+    pages: Any = None,
 ) -> None:
     """Run the server until interrupted."""
     import uvicorn
@@ -541,12 +598,16 @@ def serve(
             "RAFT_SERVE_API_KEY (or bind to 127.0.0.1)"
         )
     hosts = [*allow_hosts, *([] if host in ANY_ADDRESS else [host])]
+    default = replicas.get(replicas.name)
+    shown = f"[{host}]" if ":" in host else host
     err.print(
-        f"serving {replica.target} ({replica.label}) on http://{host}:{port}/v1 as model "
-        f"{model_name!r}" + ("; API key required" if api_key else ""),
+        f"serving {replicas.target} ({default.label}) on http://{shown}:{port}/v1 as model "
+        f"{replicas.name!r}" + ("; API key required" if api_key else ""),
         highlight=False,
         soft_wrap=True,
     )
+    if pages is not None:
+        err.print(f"web page: http://{shown}:{port}/", highlight=False, soft_wrap=True)
     if host in ANY_ADDRESS and not allow_hosts:
         err.print(
             "only Host names 127.0.0.1, localhost and [::1] are served: name the others "
@@ -555,6 +616,11 @@ def serve(
             soft_wrap=True,
         )
     app = create_app(
-        replica, model_name, api_key, max_body=max_body, queue=queue, allow_hosts=hosts
+        replicas,
+        api_key,
+        max_body=max_body,
+        queue=queue,
+        allow_hosts=hosts,
+        pages=pages,
     )
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -88,7 +88,8 @@ def score(
     answer of the author's (shuffled), the interviewer's next question (other voice).
     Each local replica also gets the likelihood of the real answer after its prompt, in
     bits per byte (lower is closer), against the shuffled answer after the same prompt;
-    remote replicas and --predictions are n/a.
+    remote replicas and --predictions are n/a. The run's human blind test, where raters
+    have judged it (ratf/human/RUN.jsonl), is summarized beside them.
     Example: ratf score sample --predictions replies.jsonl
     """
     from raft.files import write_json, write_jsonl
@@ -130,14 +131,16 @@ def score(
 def report(persona: Persona, run_id: str | None) -> None:
     """Write the Markdown report and PNG plots of a scored run, and print its table.
 
+    Human blind-test judgements are read afresh, with those made since `ratf score`.
     Example: ratf report sample
     """
-    from ratf.report import print_table, write_report
+    from ratf.report import current_summary, print_table, write_report
     from ratf.runner import latest_run
 
     folder = latest_run(persona.require(), run_id, marker="summary.json")
-    paths = write_report(folder)
-    print_table(json.loads((folder / "summary.json").read_text(encoding="utf-8")))
+    summary = current_summary(folder)
+    paths = write_report(folder, summary)
+    print_table(summary)
     click.echo(f"report: {paths.get('report', folder / 'report.md')}")
 
 

@@ -1,8 +1,9 @@
 """`ratf report`: a scored run as Markdown with PNG plots, and its table on the terminal.
 
 Reads `summary.json` (means and bootstrap intervals, written by `ratf score`) and
-`scores.jsonl` (one score per item, system and metric) from a run folder; writes
-`report.md` and `plots/*.png` beside them. Every file is written atomically.
+`scores.jsonl` (one score per item, system and metric) from a run folder, and the human
+blind test's judgements afresh from `ratf/human/RUN.jsonl`; writes `report.md` and
+`plots/*.png` beside them. Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -14,6 +15,14 @@ from typing import Any
 
 from raft.errors import RaftError, UsageError
 from raft.files import atomic_open, read_jsonl, write_text
+from ratf.human import (
+    human_file,
+    human_line,
+    ordered_systems,
+    read_judgements,
+    summarize_human,
+    systems_line,
+)
 
 CONTROL_ORDER = ("oracle", "shuffled", "other_voice")
 CONTROL_LABELS = {"oracle": "oracle", "shuffled": "shuffled", "other_voice": "other voice"}
@@ -38,6 +47,13 @@ LIKELIHOOD_TEXT = (
     "excludes 0. Remote replicas give no log-probabilities of a given answer, so they are "
     "n/a."
 )
+HUMAN_TEXT = (
+    "For each item a rater saw the question with the author's real answer and one reply of "
+    "each replica, in random order, and picked the one they took for the author's. "
+    "**Accuracy near chance means raters could not tell the author from the replicas.** A "
+    "replica's rate is how often its reply was taken for the author's: a perfect replica "
+    "would be taken for the author as often as the author is picked, an obvious one never."
+)
 CONTROLS_TEXT = (
     "Three controls are scored beside the replicas: **oracle** is {oracle}, **shuffled** is "
     "{shuffled}, and **other voice** is {other_voice}. A metric that can tell the author's "
@@ -48,10 +64,11 @@ CONTROLS_TEXT = (
 )
 
 
-def write_report(run_dir: Path) -> dict[str, Path]:
-    """Write `report.md` and `plots/*.png` for a scored run; names → written paths."""
+def write_report(run_dir: Path, summary: dict[str, Any] | None = None) -> dict[str, Path]:
+    """Write `report.md` and `plots/*.png` for a scored run; names → written paths.
+    `summary` defaults to `current_summary(run_dir)`."""
     run_dir = Path(run_dir)
-    summary = load_summary(run_dir)
+    summary = current_summary(run_dir) if summary is None else summary
     scores = load_scores(run_dir / "scores.jsonl")
     paths = write_plots(summary, scores, run_dir / "plots")
     report = run_dir / "report.md"
@@ -70,6 +87,16 @@ def load_summary(run_dir: Path) -> dict[str, Any]:
         raise UsageError(f"{path} not found: run `ratf score` first") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RaftError(f"cannot read {path}: {exc}") from None
+
+
+def current_summary(run_dir: Path) -> dict[str, Any]:
+    """The run's summary with the human blind test read afresh from its file, where
+    judgements may have arrived since `ratf score`; without the file, as scored."""
+    summary = load_summary(run_dir)
+    path = human_file(run_dir)
+    if path.is_file():
+        summary["human"] = summarize_human(read_judgements(path))
+    return summary
 
 
 def load_scores(path: Path) -> dict[str, dict[str, list[float]]]:
@@ -128,10 +155,13 @@ def render_markdown(summary: dict[str, Any], plots: dict[str, Path]) -> str:
         controls_section(summary),
         likelihood_section(summary),
         judge_section(summary.get("judge")),
+        human_section(summary),
         plots_section(summary, plots),
         examples_section(summary),
         "---\n\n_Written by `ratf report` from `summary.json` and `scores.jsonl` of run "
-        f"`{summary.get('run', '?')}`._",
+        f"`{summary.get('run', '?')}`"
+        + (", with the judgements of its human blind test" if summary.get("human") else "")
+        + "._",
     ]
     return "\n\n".join(s for s in sections if s) + "\n"
 
@@ -315,6 +345,41 @@ def judge_section(judge: dict[str, Any] | None) -> str:
             f"{chance_text}. The closer to chance, the better the replicas imitate the author."
         )
     return "\n\n".join(parts)
+
+
+def human_section(summary: dict[str, Any]) -> str:
+    """Raters' accuracy against chance and how often each replica was taken for the author,
+    when people have taken the blind test of this run."""
+    human = summary.get("human")
+    if not human:
+        return ""
+    acc, chance = human["accuracy"], human["chance"]
+    counts = (
+        f"{human['judgements']} judgements by {human['raters']} raters on {human['items']} "
+        "items (a rater's first judgement of an item counts)."
+    )
+    result = (
+        f"Raters picked the author's answer **{acc['correct']} of {acc['n']}** times: "
+        f"accuracy **{fmt_interval(acc)}** (95% Wilson interval) against chance "
+        f"{chance:.3f}, p = {human['p_value']:.3g}: **{human['verdict']}**."
+    )
+    systems = human.get("systems") or {}
+    rows = [
+        [
+            f"**{s}**",
+            fmt_interval({"mean": systems[s]["rate"], **systems[s]}),
+            f"{systems[s]['picked']} of {systems[s]['shown']}",
+        ]
+        for s in ordered_systems(human, split_systems(summary)[0])
+    ]
+    raters = ", ".join(
+        f"{name} {data['correct']} of {data['judgements']}"
+        for name, data in sorted(human.get("per_rater", {}).items())
+    )
+    parts = ["## Human blind test", HUMAN_TEXT, counts, result]
+    if rows:
+        parts.append(table(["replica", "taken for the author", "times"], rows))
+    return "\n\n".join(parts + [f"Right per rater: {raters}."])
 
 
 def plots_section(summary: dict[str, Any], plots: dict[str, Path]) -> str:
@@ -580,3 +645,7 @@ def print_table(summary: dict[str, Any]) -> None:
         )
     for line in likelihood_lines(summary):
         console.print(Text(line))
+    human = summary.get("human")
+    if human:
+        for line in (human_line(human), systems_line(human, replicas)):
+            console.print(Text(line), soft_wrap=True)

@@ -5,7 +5,8 @@ very interview: the real answer itself (oracle), the author's real answer to a d
 question (shuffled), and the interviewer's next question (other voice). A metric that
 does not rank oracle > shuffled > other voice cannot tell the author from someone else
 here, and the report says so. Each local replica's likelihood of the real answer (and of
-the shuffled one, after the same prompt) is computed by `ratf.likelihood`.
+the shuffled one, after the same prompt) is computed by `ratf.likelihood`; the human blind
+test of the run, when raters have judged it, is summarized by `ratf.human`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from raft.errors import UsageError
 from raft.files import write_json, write_jsonl
 from raft.paths import Persona
 from raft.transcripts import Interview, training_interviews
+from ratf.human import human_file, read_judgements, summarize_human
 from ratf.items import BenchItem, load_items
 from ratf.runner import CONTROLS
 
@@ -185,6 +187,9 @@ def score_replies(
     author_texts = [a for interview in training for _, a in interview.exchanges]
     if not author_texts:
         raise UsageError(f"style needs the author's training interviews in {persona.transcripts}")
+    # Before the long work, so that a broken file stops the command at once; `ratf report`
+    # reads it again for the judgements made meanwhile.
+    human = summarize_human(read_judgements(human_file(folder)))
     controls = control_replies(items, training)
     systems = {**replies, **controls}
     loaded = {name: load_metric(name) for name in ("rouge_l", "chrf", "semantic", "style")}
@@ -233,6 +238,8 @@ def score_replies(
         from ratf.judge import judge_run
 
         summary["judge"] = judge_run(persona, judge, items, replies, baseline, progress)
+    if human:
+        summary["human"] = human
     write_jsonl(folder / "scores.jsonl", rows)
     write_json(folder / "summary.json", summary)
     return summary

@@ -58,7 +58,7 @@ def test_stream_and_completion_carry_the_same_reply_and_memories(server):
         assert memory["memory"] and memory["date"][:2] == "20"
 
 
-def test_history_is_accepted_and_models_are_listed(server):
+def test_history_is_accepted_and_models_are_listed(server, persona):
     first = INTERVIEWS["transcripts/2021-06-01-garden-radio.json"]["exchanges"][0]
     reply = client(server).chat.completions.create(
         model="lena",
@@ -71,7 +71,14 @@ def test_history_is_accepted_and_models_are_listed(server):
         max_tokens=40,
     )
     assert reply.choices[0].message.content
-    assert [m.id for m in client(server).models.list()] == ["lena"]
+    _, _, run = persona
+    listed = client(server).models.list().data
+    assert [m.id for m in listed] == ["lena", "base", run]  # the default, base, the registry
+    assert [m.model_extra["label"] for m in listed] == [run, "local", run]
+    with pytest.raises(openai.NotFoundError, match="no model 'gpt-4o' is served here"):
+        client(server).chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "Hello?"}]
+        )
 
 
 @pytest.mark.parametrize(

@@ -125,6 +125,7 @@ def requests_sent(folder) -> list[list[dict]]:
 def test_every_prompt_names_the_target_the_transcripts_give(trained, persona):
     """No `name` in persona.toml: samples, chat, serve, bench items, the judge and the
     Modelfile all name the author as the training transcripts do, never the slug."""
+    from raft.replica import Replicas
     from raft.serve import create_app
     from ratf.items import load_items
     from ratf.judge import discriminate, pairwise
@@ -144,7 +145,7 @@ def test_every_prompt_names_the_target_the_transcripts_give(trained, persona):
     )
     assert chat.returncode == 0, chat.stderr
     replica = open_replica(persona, run, ReplicaSettings(reply_tokens=8, seed=3))
-    with serve_app(create_app(replica, "lena")) as url:
+    with serve_app(create_app(Replicas(replica, "lena"))) as url:
         body = {"messages": [{"role": "user", "content": "Bread?"}]}
         assert httpx.post(f"{url}/chat/completions", json=body, timeout=300).status_code == 200
 

@@ -1,0 +1,1 @@
+"""Web pages served by `raft serve` beside its API (raft.web.app)."""
