@@ -161,6 +161,54 @@ def corpus_chunks(persona: Persona) -> Iterator[tuple[str, str]]:
         yield from ((f"chunk {c['id']}", c["text"]) for c in read_jsonl(persona.chunks))
 
 
+def _strings(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def _line_text(line: str) -> str:
+    """A JSON line's strings as written before escaping ("\\nJo" is a line break, then Jo);
+    any other line as it is."""
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return line
+    return "\n".join(_strings(value)) if isinstance(value, dict | list) else line
+
+
+def check_personal_data(persona: Persona) -> str | None:
+    """No e-mail address, phone number, personal URL token or blocked word in any file of
+    any dataset under finetune/. Says what and where, never the match itself."""
+    from raft.scrub import KINDS, blocked_words, find_private, hint
+
+    try:
+        blocked = blocked_words(persona)
+    except RaftError as exc:
+        return f"cannot read the blocked words: {exc}"
+    folder = persona.finetune
+    first, found, files = "", 0, set()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for number, line in enumerate(handle, 1):
+                private = find_private(_line_text(line), blocked)
+                if private and not first:
+                    kind, matched = private[0]
+                    first = f"{path}:{number} has {KINDS[kind]} ({hint(kind, matched)})"
+                found += len(private)
+                files.update([path] if private else [])
+    if not found:
+        return None
+    more = f"; {found} in all, in {len(files)} file(s)" if found > 1 else ""
+    return f"{first}{more}: scrub the source (raft fetch --scrub) and run ft:gen again"
+
+
 def run_checks(persona: Persona) -> list[Check]:
     """Every check, in order; each names the first offender it finds."""
     held = held_out_texts(persona)
@@ -179,6 +227,7 @@ def run_checks(persona: Persona) -> list[Check]:
         ("memories predate their interview", lambda: check_memory_dates(persona)),
         ("answers are the author's own words", lambda: check_answers_verbatim(persona)),
         ("system prompts are the template", lambda: check_system_prompts(persona)),
+        ("no personal data in finetune/", lambda: check_personal_data(persona)),
     ]
     results = []
     for name, run in checks:

@@ -13,7 +13,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from itertools import accumulate, islice
+from itertools import accumulate, islice, pairwise
 from typing import TYPE_CHECKING, Any
 
 from raft.backends.tokens import encoding
@@ -55,9 +55,15 @@ class Chunk:
     end: int
     overlap: int
     hash: str
+    # (first, last) 1-based pages the chunk's text is on, for a paged document (PDF); the
+    # key is absent from rows of other documents.
+    pages: tuple[int, int] | None = None
 
     def to_row(self) -> dict[str, Any]:
-        return asdict(self)
+        row = asdict(self)
+        if self.pages is None:
+            del row["pages"]
+        return row
 
 
 @dataclass
@@ -309,11 +315,37 @@ def _doc_id(doc: Any) -> str:
     return str(doc["id"])
 
 
-def _hash(text: str, title: str, link: str, date: str | None) -> str:
-    """Fingerprint of what an embedding of the chunk depends on."""
-    # A separator keeps ("ab", "c") and ("a", "bc") apart.
-    joined = "\x1f".join((text, title, link, date or ""))
+def _hash(
+    text: str, title: str, link: str, date: str | None, pages: tuple[int, int] | None = None
+) -> str:
+    """Fingerprint of what an embedding of the chunk (and its stored metadata) depends on."""
+    # A separator keeps ("ab", "c") and ("a", "bc") apart; unpaged chunks hash as they always did.
+    fields = [text, title, link, date or ""]
+    if pages:
+        fields.append(f"{pages[0]}-{pages[1]}")
+    joined = "\x1f".join(fields)
     return hashlib.sha256(joined.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def _page_starts(doc: dict[str, Any], doc_id: str) -> list[int]:
+    """The document's `pages` (where each page starts in its content); empty when unpaged."""
+    pages = doc.get("pages") or []
+    if not (
+        isinstance(pages, list)
+        and all(isinstance(at, int) and not isinstance(at, bool) and at >= 0 for at in pages)
+        and all(a <= b for a, b in pairwise(pages))
+    ):
+        raise RaftError(f"corpus document {doc_id}: pages is not a list of rising text offsets")
+    return pages
+
+
+def _page_span(starts: list[int], content: str, start: int, end: int) -> tuple[int, int]:
+    """(first, last) 1-based pages of `content[start:end]`, ignoring the whitespace at its ends."""
+    text = content[start:end]
+    first = start + len(text) - len(text.lstrip())
+    last = max(first, end - (len(text) - len(text.rstrip())) - 1)
+    # A blank page starts where the next one does, so no character falls on it.
+    return max(1, bisect.bisect_right(starts, first)), max(1, bisect.bisect_right(starts, last))
 
 
 def chunk_document(
@@ -326,7 +358,11 @@ def chunk_document(
         raise RaftError(f"corpus document {doc_id}: content is not text")
     title, link, date = str(doc.get("title") or ""), str(doc.get("link") or ""), doc.get("date")
     date = None if date is None else str(date)
+    starts = _page_starts(doc, doc_id)
     spans = _split(content, max_tokens, overlap_tokens)
+    pages = [
+        _page_span(starts, content, start, end) if starts else None for start, end, *_ in spans
+    ]
     return [
         Chunk(
             id=f"{doc_id}:{part}",
@@ -341,7 +377,8 @@ def chunk_document(
             start=start,
             end=end,
             overlap=overlap,
-            hash=_hash(content[start:end], title, link, date),
+            hash=_hash(content[start:end], title, link, date, pages[part]),
+            pages=pages[part],
         )
         for part, (start, end, overlap, count) in enumerate(spans)
     ]

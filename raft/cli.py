@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
@@ -47,24 +46,39 @@ def info(persona: Persona) -> None:
     help="A Substack, RSS/Atom feed, site, web page, local file or folder (repeatable).",
 )
 @click.option("--per-host", default=4, show_default=True, help="Concurrent requests per host.")
-def fetch(persona: Persona, sources: tuple[str, ...], per_host: int) -> None:
+@click.option(
+    "--scrub",
+    is_flag=True,
+    help="Replace e-mail addresses, phone numbers, personal URL tokens and persona.toml's "
+    "blocked_words with [email], [phone], [token], [blocked] before writing.",
+)
+def fetch(persona: Persona, sources: tuple[str, ...], per_host: int, scrub: bool) -> None:
     """Gather the author's writing into corpus.jsonl.
 
     Without --from, refreshes the sources recorded in persona.toml, or else
     https://NAME.substack.com. New sources are recorded. Re-running fetches only what is new.
+    --scrub replaces personal data in each new document's title and text, now and in every
+    later fetch (persona.toml records scrub = true); list names and places to hide as
+    blocked_words = ["Jo Park", "Elm Street"] in persona.toml.
     Example: raft fetch sample --from data/sample/essays
     """
     from raft.corpus import check_per_host, fetch_corpus
+    from raft.scrub import chosen_scrubber, describe_counts
 
     check_per_host(per_host)  # before the progress bar, so the error stands alone
+    scrubber = chosen_scrubber(persona, scrub)
     with progress_bar() as progress:
-        summary = fetch_corpus(persona, sources, per_host=per_host, progress=progress)
+        summary = fetch_corpus(
+            persona, sources, per_host=per_host, progress=progress, scrubber=scrubber
+        )
     for failure in summary.failures:
         click.echo(f"raft: warning: {failure.where}: {failure.reason}", err=True)
     click.echo(
         f"fetch {persona.name}: {summary.new} new, {summary.skipped} already in the corpus, "
         f"{summary.paywalled} paywalled (teaser only), {len(summary.failures)} failed"
     )
+    if summary.scrubbed is not None:
+        click.echo(f"scrubbed {persona.name}: {describe_counts(summary.scrubbed)} replaced")
     if not summary.new and not summary.skipped:
         raise RaftError("nothing fetched; the corpus is unchanged")
 
@@ -144,44 +158,118 @@ def _iso_date(value: str | None) -> str | None:
 
 @cli.command("transcript:add")
 @persona_argument
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("source", metavar="SOURCE")
 @click.option("--benchmark", is_flag=True, help="Hold the interview out for RATF.")
-@click.option("--interviewer", metavar="NAME", help="The interviewer's speaker label.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "vtt", "srt", "html", "text"]),
+    help="Read SOURCE as this format (default: detected).",
+)
+@click.option(
+    "--interviewer",
+    metavar="NAME",
+    help="Who asks (default: the one other speaker the source names, else the page's author).",
+)
 @click.option(
     "--target", metavar="NAME", help="The author's label (default: name in persona.toml)."
 )
-@click.option("--date", "when", metavar="YYYY-MM-DD", help="When the interview took place.")
-@click.option("--url", default="", help="Where the interview was published.")
+@click.option(
+    "--date",
+    "when",
+    metavar="YYYY-MM-DD",
+    help="When the interview took place (default: the page's date).",
+)
+@click.option("--url", default="", help="Where it was published (default: the URL read).")
+@click.option(
+    "--assign-speakers",
+    is_flag=True,
+    help="Text that names no one: a model labels each paragraph question or answer.",
+)
+@click.option("--generator", metavar="SPEC", help="The LLM for --assign-speakers.")
+@click.option("--yes", is_flag=True, help="With --assign-speakers: write, not only preview.")
+@click.option(
+    "--scrub",
+    is_flag=True,
+    help="Replace e-mails, phones, URL tokens and blocked words (kept in persona.toml).",
+)
 def transcript_add(
     persona: Persona,
-    file: Path,
+    source: str,
     benchmark: bool,
+    fmt: str | None,
     interviewer: str | None,
     target: str | None,
     when: str | None,
     url: str,
+    assign_speakers: bool,
+    generator: str | None,
+    yes: bool,
+    scrub: bool,
 ) -> None:
     """Import an interview into transcripts/ (or benchmark/ with --benchmark).
 
-    FILE is plain text of `Name: text` paragraphs (a speaker's consecutive paragraphs merge),
-    or a transcript JSON to validate and copy.
-    Example: raft transcript:add sample talk.txt --interviewer "Jo Park" --date 2024-01-05
+    SOURCE is a file or an http(s) URL: WebVTT or SRT captions (speakers from <v Name> tags
+    or NAME: labels), an interview page (bold questions, Q:/A: or Name: paragraphs), plain
+    text of `Name:` or `Q:`/`A:` paragraphs, or a transcript JSON to validate and copy.
+    With --assign-speakers, a model labels unlabelled text: it previews, and writes with --yes.
+    Example: raft transcript:add sample talk.vtt --date 2024-01-05
     """
-    from raft.config import display_name, record_target
-    from raft.transcripts import add_transcript
+    from raft.config import display_name, persona_llm, record_target
+    from raft.interviews.read import read_interview
+    from raft.scrub import chosen_scrubber, describe_counts, scrubber_for
+    from raft.transcripts import save_transcript, transcript_path
 
     persona.require()
-    out = add_transcript(
-        persona,
-        file,
+    labeller = persona_llm(persona, "generator", generator) if assign_speakers else None
+    interview = read_interview(
+        source,
+        target=target or display_name(persona),
+        fmt=fmt,
         interviewer=interviewer,
         when=when,
         url=url,
-        target=target or display_name(persona),
-        benchmark=benchmark,
+        labeller=labeller,
     )
+    preview = labeller is not None and not yes
+    # As with fetch, --scrub is recorded in persona.toml (not by a preview) and applies to
+    # every later import.
+    scrubber = scrubber_for(persona) if scrub and preview else chosen_scrubber(persona, scrub)
+    if scrubber is not None:
+        interview = interview.rewritten(scrubber.scrub)
+        interview = interview.noted(scrubbed=dict(scrubber.counts))
+        click.echo(f"scrubbed {persona.name}: {describe_counts(scrubber.counts)} replaced")
+    asked, answered = interview.words()
+    people = ", ".join(f"{name} ({side})" for name, side in interview.speakers)
+    found = (
+        f"{_counted(len(interview.exchanges), 'exchange')} (questions {asked:,} words, answers "
+        f"{answered:,} words), {interview.date}, {interview.url or 'no url'}, speakers {people}"
+    )
+    if labeller is not None:
+        calls = _counted(labeller.calls, "model call")
+        click.echo(f"speakers labelled by {labeller.model_id}: {calls}")
+        if preview:
+            for number, (question, answer) in enumerate(interview.exchanges[:3], 1):
+                click.echo(f"  {number}. Q: {_abbreviated(question)}")
+                click.echo(f"     A: {_abbreviated(answer)}")
+            out = transcript_path(persona, interview, benchmark)
+            if out.exists():
+                raise UsageError(f"{out} already exists; remove it first to replace it")
+            click.echo(f"transcript:add {persona.name}: preview: {found}")
+            click.echo(f"nothing written; re-run with --yes to write {out} (labels are cached)")
+            return
+    out = save_transcript(persona, interview, benchmark)
     record_target(persona)
-    click.echo(f"transcript:add {persona.name}: wrote {out}")
+    click.echo(f"transcript:add {persona.name}: {found} -> {out}")
+
+
+def _counted(n: int, thing: str) -> str:
+    return f"{n:,} {thing}" + ("" if n == 1 else "s")
+
+
+def _abbreviated(text: str, words: int = 16) -> str:
+    split = text.split()
+    return " ".join(split[:words]) + (" …" if len(split) > words else "")
 
 
 @cli.command("ft:gen")
@@ -641,7 +729,9 @@ def check(persona: Persona) -> None:
 
     Held-out interviews apart from training ones; no held-out question or answer in the
     corpus, the store or finetune/; every memory in a training sample older than its
-    interview; every answer the author's own words; every system prompt the template's.
+    interview; every answer the author's own words; every system prompt the template's;
+    no e-mail address, phone number, personal URL token or blocked word (persona.toml's
+    blocked_words) in any file under finetune/.
     Example: raft check sample
     """
     from raft.check import run_checks

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from itertools import accumulate
 from pathlib import Path
 from queue import SimpleQueue
 from typing import TYPE_CHECKING, TypeVar
@@ -22,6 +24,7 @@ from raft.console import Tally
 from raft.errors import UsageError
 from raft.files import read_jsonl, write_failed
 from raft.paths import Persona
+from raft.scrub import Scrubber
 from raft.sources import Document, Failure, Item, Skipped
 from raft.sources.feeds import feed_documents, feed_problem, parse_feed
 from raft.sources.http import Fetcher, FetchError
@@ -43,6 +46,7 @@ class FetchSummary:
     paywalled: int = 0
     failures: list[Failure] = field(default_factory=list)
     sources_ok: list[str] = field(default_factory=list)
+    scrubbed: Counter[str] | None = None  # with --scrub: what was replaced, by kind
 
 
 class CorpusFile:
@@ -57,7 +61,9 @@ class CorpusFile:
             for row in read_jsonl(path):
                 self.links.add(row.get("link") or "")
                 self.hashes.add(row.get("content_hash") or "")
+                self.hashes.add(row.get("unscrubbed_hash") or "")
         self.links.discard("")
+        self.hashes.discard("")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
@@ -86,18 +92,26 @@ class CorpusFile:
     def knows_link(self, link: str) -> bool:
         return link in self.links
 
-    def add(self, doc: Document) -> bool:
-        """Append a new document; False when its link (or, without one, its text) is known."""
-        if (doc.link and doc.link in self.links) or doc.content_hash in self.hashes:
+    def add(self, doc: Document, unscrubbed_hash: str = "") -> bool:
+        """Append a new document; False when its link (or, without one, its text) is known.
+
+        A scrubbed document also records the hash of its text as fetched, so that a later
+        fetch without --scrub does not add that text again beside it."""
+        known = {doc.content_hash, unscrubbed_hash} & self.hashes
+        if (doc.link and doc.link in self.links) or known:
             return False
+        row = doc.row()
+        if unscrubbed_hash and unscrubbed_hash != doc.content_hash:
+            row["unscrubbed_hash"] = unscrubbed_hash
         try:
-            self._handle.write(json.dumps(doc.row(), ensure_ascii=False) + "\n")
+            self._handle.write(json.dumps(row, ensure_ascii=False) + "\n")
             self._handle.flush()
         except OSError as exc:
             # A partly written line is cut by the next run's _drop_torn_tail.
             raise write_failed(self.path, exc) from exc
         self.links.add(doc.link)
-        self.hashes.add(doc.content_hash)
+        self.hashes.update((doc.content_hash, unscrubbed_hash))
+        self.hashes.discard("")
         self.links.discard("")
         return True
 
@@ -242,9 +256,33 @@ def _is_root(url: str) -> bool:
     return urlsplit(url).path in ("", "/")
 
 
+def scrub_document(doc: Document, scrubber: Scrubber) -> Document:
+    """The document with personal data in its title and text replaced; a paged document
+    is scrubbed page by page, so its page offsets still point at the start of each page."""
+    if not doc.pages:
+        return replace(doc, title=scrubber.scrub(doc.title), content=scrubber.scrub(doc.content))
+    ends = [*doc.pages[1:], len(doc.content)]
+    pages = [scrubber.scrub(doc.content[a:b]) for a, b in zip(doc.pages, ends, strict=True)]
+    starts = tuple(accumulate((len(page) for page in pages[:-1]), initial=doc.pages[0]))
+    return replace(doc, title=scrubber.scrub(doc.title), content="".join(pages), pages=starts)
+
+
 def check_per_host(per_host: int) -> None:
     if per_host < 1:  # 0 would wait forever for a free slot
         raise UsageError("--per-host must be at least 1")
+
+
+def _add(
+    corpus: CorpusFile, doc: Document, scrubber: Scrubber | None, summary: FetchSummary
+) -> bool:
+    """Add the document, scrubbed first when asked; only what is written is counted."""
+    if scrubber is None:
+        return corpus.add(doc)
+    before = scrubber.counts.copy()
+    added = corpus.add(scrub_document(doc, scrubber), unscrubbed_hash=doc.content_hash)
+    if added and summary.scrubbed is not None:
+        summary.scrubbed.update(scrubber.counts - before)
+    return added
 
 
 def fetch_corpus(
@@ -252,13 +290,15 @@ def fetch_corpus(
     sources: Iterable[str] = (),
     per_host: int = 4,
     progress: Progress | None = None,
+    scrubber: Scrubber | None = None,
 ) -> FetchSummary:
-    """Fetch every source into corpus.jsonl; sources given explicitly are recorded."""
+    """Fetch every source into corpus.jsonl; sources given explicitly are recorded. With a
+    scrubber, personal data in each new document's title and text is replaced first."""
     check_per_host(per_host)
     given = list(sources)
     chosen = given or default_sources(persona)
     persona.root.mkdir(parents=True, exist_ok=True)
-    summary = FetchSummary()
+    summary = FetchSummary(scrubbed=Counter() if scrubber else None)
     fetcher = Fetcher(per_host=per_host)
     corpus = CorpusFile(persona.corpus)
     tally = Tally(progress, "fetching", 0)
@@ -274,7 +314,7 @@ def fetch_corpus(
                     source_failed = source_failed or item.where == source
                 elif isinstance(item, Skipped):
                     summary.skipped += 1
-                elif corpus.add(item):
+                elif _add(corpus, item, scrubber, summary):
                     summary.new += 1
                     summary.paywalled += item.paywalled
                 else:

@@ -17,7 +17,7 @@ from datetime import date
 from raft.backends.embed import make_embedder
 from raft.backends.llm import CachedLLM, LlamaCppLLM, OpenAILLM, make_llm
 from raft.backends.models import smollm2_gguf
-from raft.backends.spec import parse_spec
+from raft.backends.spec import parse_spec, redact
 from raft.config import backend_spec, open_cache, target
 from raft.console import warn
 from raft.conversation import (
@@ -262,6 +262,7 @@ class Replicas:
         self.settings = settings or default.settings  # the server's, for the other models
         self.generator = generator
         self._open: dict[str, Replica] = {name: default}
+        self._opening: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
     def models(self) -> list[ServedModel]:
@@ -272,7 +273,7 @@ class Replicas:
         listed = [ServedModel(self.name, default.label, default.recall is not None)]
         if self.persona is None:
             return listed
-        listed.append(ServedModel(BASE, self.base_spec(), memories))
+        listed.append(ServedModel(BASE, redact(self.base_spec()), memories))  # no credentials
         for record in load_records(self.persona):
             if record.status == SUCCEEDED:
                 listed.append(
@@ -282,8 +283,12 @@ class Replicas:
 
     def get(self, name: str) -> Replica:
         """The replica answering as `name`, opened now if it is not yet; UsageError for a
-        name not served."""
-        with self._lock:  # one opening per name, however many requests ask at once
+        name not served. Opening one model never holds up requests for the others."""
+        with self._lock:
+            if name in self._open:
+                return self._open[name]
+            opening = self._opening.setdefault(name, threading.Lock())
+        with opening:  # one opening per name, however many requests ask at once
             if name not in self._open:
                 known = [m.id for m in self.models()]
                 if name not in known:
@@ -291,7 +296,9 @@ class Replicas:
                         f"no model {name!r} is served here (known: {', '.join(known)})"
                     )
                 choice = self.base_spec() if name == BASE else name
-                self._open[name] = open_replica(self.persona, choice, self.settings, self.generator)
+                replica = open_replica(self.persona, choice, self.settings, self.generator)
+                with self._lock:
+                    self._open[name] = replica
             return self._open[name]
 
     def base_spec(self) -> str:

@@ -123,7 +123,7 @@ def _reachable(url: str | None) -> Iterator[None]:
 def record_metadata(row: dict[str, Any], kind: str) -> dict[str, Any]:
     """Chroma metadata for a chunk-like row; Chroma takes no None, so absent fields are empty."""
     date = row.get("date") or ""
-    return {
+    metadata = {
         "doc_id": str(row.get("doc_id") or row["id"]),
         "part": int(row.get("part") or 0),
         "total_parts": int(row.get("total_parts") or 1),
@@ -134,6 +134,11 @@ def record_metadata(row: dict[str, Any], kind: str) -> dict[str, Any]:
         "hash": record_hash(row),
         "kind": kind,
     }
+    if row.get("pages"):
+        # Chroma takes scalars only: "3", or "3–4" for a chunk across pages (of a PDF).
+        first, last = row["pages"]
+        metadata["pages"] = str(first) if first == last else f"{first}–{last}"
+    return metadata
 
 
 def record_hash(row: dict[str, Any]) -> str:

@@ -12,12 +12,16 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from raft.console import warn
 from raft.dates import is_iso_date
 from raft.errors import RaftError, UsageError
 from raft.files import write_json
 from raft.paths import Persona
+
+if TYPE_CHECKING:
+    from raft.interviews.read import ImportedInterview
 
 MAX_TEXT_CHARS = 200_000  # one question or answer; larger is a broken file, not an interview
 INTERVIEW_ANSWER = "you answered: "  # in an interview memory, where the author's words begin
@@ -200,80 +204,59 @@ def interview_memory_rows(interviews: list[Interview]) -> list[dict]:
     return rows
 
 
-_SPEAKER = re.compile(r"^\s*([^:\n]{1,80}):\s*(.*)$", re.S)
-
-
 def parse_plain_transcript(text: str, interviewer: str, target: str) -> list[list[str]]:
-    """`Name: text` paragraphs to [question, answer] pairs; a speaker's paragraphs merge."""
-    turns: list[tuple[str, str]] = []
-    speaker = None
-    for paragraph in re.split(r"\n\s*\n", text.replace("\r\n", "\n")):
-        if not paragraph.strip():
-            continue
-        match = _SPEAKER.match(paragraph)
-        if match and match[1].strip().lower() in (interviewer.lower(), target.lower()):
-            speaker = "a" if match[1].strip().lower() == target.lower() else "q"
-            body = match[2].strip()
-        elif speaker is None:
-            raise UsageError(f"the transcript must start with '{interviewer}:' or '{target}:'")
-        else:
-            body = paragraph.strip()
-        if turns and turns[-1][0] == speaker:
-            turns[-1] = (speaker, f"{turns[-1][1]}\n\n{body}")
-        else:
-            turns.append((speaker, body))
-    while turns and turns[0][0] == "a":
-        turns.pop(0)  # an answer before any question has nothing to answer
-    pairs = [[q, a] for (sq, q), (sa, a) in zip(turns[::2], turns[1::2], strict=False)]
-    if not pairs:
-        raise UsageError(f"no exchanges between {interviewer!r} and {target!r} found")
-    return pairs
+    """`Name:` (or `Q:` / `A:`) paragraphs to [question, answer] pairs; a speaker's
+    paragraphs merge (raft.interviews.text, raft.interviews.turns.pair_turns)."""
+    from raft.interviews.text import read_text
+    from raft.interviews.turns import pair_turns
+
+    return pair_turns(read_text(text, {interviewer, target}), target)
 
 
 def add_transcript(
     persona: Persona,
-    file: Path,
+    source: str | Path,
     *,
     interviewer: str | None = None,
     when: str | None = None,
     url: str = "",
     target: str | None = None,
     benchmark: bool = False,
+    fmt: str | None = None,
 ) -> Path:
-    """Import an interview (plain text, or JSON to validate and copy); never overwrites."""
-    if file.suffix.lower() == ".json":
-        interview = load_interview(file, benchmark)
-        data = {
-            "participants": {"q": interview.interviewer, "a": interview.target},
-            "date": interview.date,
-            "url": interview.url,
-            "exchanges": [list(p) for p in interview.exchanges],
-        }
-        if interview.sources:
-            data["sources"] = [list(names) for names in interview.sources]
-    else:
-        if not (interviewer and when and target):
-            raise UsageError("a plain-text transcript needs --interviewer and --date")
-        if not is_iso_date(when):
-            raise UsageError(f"bad --date {when!r}: use YYYY-MM-DD")
-        try:
-            text = file.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise UsageError(f"{file}: not UTF-8 text") from None
-        data = {
-            "participants": {"q": interviewer, "a": target},
-            "date": when,
-            "url": url,
-            "exchanges": parse_plain_transcript(text, interviewer, target),
-        }
+    """Import an interview from a file or URL (raft.interviews.read); never overwrites."""
+    from raft.interviews.read import read_interview
+
+    if target is None:
+        from raft.config import display_name
+
+        target = display_name(persona)
+    interview = read_interview(
+        str(source), target=target, fmt=fmt, interviewer=interviewer, when=when, url=url
+    )
+    return save_transcript(persona, interview, benchmark)
+
+
+def transcript_path(
+    persona: Persona, interview: ImportedInterview, benchmark: bool = False
+) -> Path:
+    """Where an imported interview is written: its date, then its source's name."""
     folder = persona.benchmark if benchmark else persona.transcripts
-    slug = re.sub(r"[^a-z0-9]+", "-", file.stem.lower()).strip("-") or "interview"
-    if not slug.startswith(data["date"]):
-        slug = f"{data['date']}-{slug}"
-    out = folder / f"{slug}.json"
+    slug = re.sub(r"[^a-z0-9]+", "-", interview.stem.lower()).strip("-")[:80] or "interview"
+    if not slug.startswith(interview.date):
+        slug = f"{interview.date}-{slug}"
+    return folder / f"{slug}.json"
+
+
+def save_transcript(
+    persona: Persona, interview: ImportedInterview, benchmark: bool = False
+) -> Path:
+    """Write an imported interview (raft.interviews.read.ImportedInterview), then check every
+    training interview again; the file just written is removed if that fails."""
+    out = transcript_path(persona, interview, benchmark)
     if out.exists():
         raise UsageError(f"{out} already exists; remove it first to replace it")
-    write_json(out, data)
+    write_json(out, interview.transcript())
     try:
         training_interviews(persona)
     except RaftError:

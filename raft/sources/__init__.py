@@ -18,6 +18,9 @@ class Document:
     content: str
     source: str  # the source it came from, as given to `raft fetch --from`
     paywalled: bool = False  # only a teaser was readable
+    # Where pages 1, 2, ... start in `content` (character offsets), for paged documents (PDF);
+    # empty for everything else, and then left out of the corpus row.
+    pages: tuple[int, ...] = ()
 
     @property
     def content_hash(self) -> str:
@@ -30,7 +33,10 @@ class Document:
         return hashlib.sha256(basis.encode("utf-8")).hexdigest()[:16]
 
     def row(self) -> dict:
-        return {"id": self.id, **asdict(self), "content_hash": self.content_hash}
+        row = {"id": self.id, **asdict(self), "content_hash": self.content_hash}
+        if not self.pages:
+            del row["pages"]  # rows of unpaged documents stay as they were
+        return row
 
 
 @dataclass(frozen=True)

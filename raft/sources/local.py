@@ -1,20 +1,50 @@
-"""Local files and folders: .md (front matter), .txt, .html, and corpus .jsonl files."""
+"""Local files and folders: .md (front matter), .txt, .html, corpus .jsonl files, documents
+(.pdf, .epub, .docx) and social archives (an X/Twitter `tweets.js`, a Mastodon
+`outbox.json`, a Bluesky repository `.car`)."""
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from raft.dates import normalize_date
 from raft.sources import Document, Failure, Item
 from raft.sources.pages import extract_article
+from raft.sources.social import X_PARTS, bluesky_documents, mastodon_documents, x_documents
 
 SUFFIXES = {".md", ".markdown", ".txt", ".html", ".htm", ".jsonl"}
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.S)
 _DATE_PREFIX = re.compile(r"^(\d{4}-\d{2}-\d{2})")
 _HEADING = re.compile(r"\A\s*#\s+(.+)\n")
+
+
+Reader = Callable[[Path, str], Iterator[Item]]
+
+
+def special_reader(file: Path) -> Reader | None:
+    """The reader of a file that is not plain text: a document or a social archive."""
+    name, suffix = file.name.lower(), file.suffix.lower()
+    if suffix == ".pdf":
+        from raft.sources.documents import pdf_documents
+
+        return pdf_documents
+    if suffix == ".epub":
+        from raft.sources.documents import epub_documents
+
+        return epub_documents
+    if suffix == ".docx":
+        from raft.sources.documents import docx_documents
+
+        return docx_documents
+    if X_PARTS.fullmatch(name):
+        return x_documents
+    if name == "outbox.json":
+        return mastodon_documents
+    if suffix == ".car":
+        return bluesky_documents
+    return None
 
 
 def local_files(path: Path) -> list[Path]:
@@ -25,7 +55,7 @@ def local_files(path: Path) -> list[Path]:
         p
         for p in path.rglob("*")
         if p.is_file()
-        and p.suffix.lower() in SUFFIXES
+        and (p.suffix.lower() in SUFFIXES or special_reader(p) is not None)
         and not any(part.startswith(".") for part in p.relative_to(path).parts)
     )
 
@@ -89,6 +119,10 @@ def local_documents(path: Path, source: str, on_total=None, on_done=None) -> Ite
 
 
 def _file_documents(file: Path, source: str) -> Iterator[Item]:
+    reader = special_reader(file)
+    if reader is not None:
+        yield from reader(file, source)
+        return
     try:
         text = file.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:

@@ -13,7 +13,7 @@ from tests.helpers import free_port, run_cli
 from tests.robustness.test_chroma_server import start_chroma, stop
 from tests.tiny_persona import FT_GEN, build_store, held_out_texts
 
-CHECKS = 8
+CHECKS = 9
 
 
 def check(env: dict[str, str], data) -> tuple[int, list[str], str]:

@@ -1,0 +1,270 @@
+"""SOURCE of `raft transcript:add` (a file or an http(s) URL) read into an interview ready to
+write: the format detected, speaker turns read and paired, who, when and where filled in."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from raft.dates import is_iso_date
+from raft.errors import RaftError, UsageError
+from raft.interviews.turns import ANSWER, QUESTION, Turn, is_target, pair_turns, speakers
+
+FORMATS = ("json", "vtt", "srt", "html", "text")
+SUFFIXES = {
+    ".json": "json",
+    ".vtt": "vtt",
+    ".srt": "srt",
+    ".html": "html",
+    ".htm": "html",
+    ".xhtml": "html",
+}
+CONTENT_TYPES = {"html": "html", "vtt": "vtt", "subrip": "srt", "srt": "srt", "json": "json"}
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str  # as given: a path or a URL
+    text: str
+    body: bytes
+    url: str = ""  # the URL it was fetched from; "" for a file
+    content_type: str = ""
+
+    @property
+    def stem(self) -> str:
+        """A base for the transcript's file name: the file's, or the URL's last segment."""
+        if not self.url:
+            return Path(self.name).stem
+        segments = [s for s in urlsplit(self.url).path.split("/") if s]
+        return Path(segments[-1]).stem if segments else urlsplit(self.url).hostname or ""
+
+
+def load_source(source: str) -> Source:
+    """The file's text (UTF-8, not empty), or the page at an http(s) URL, fetched like
+    `raft fetch` fetches (size and time limits, no public-to-private redirects)."""
+    if re.match(r"[a-z][a-z0-9+.-]*://", source, re.I):
+        if urlsplit(source).scheme.lower() not in ("http", "https"):
+            raise UsageError(f"{source}: not a file or an http(s) URL")
+        return _fetch(source)
+    path = Path(source)
+    if not path.exists():
+        raise UsageError(f"{source}: no such file")
+    if path.is_dir():
+        raise UsageError(f"{source}: a folder, not a file")
+    body = path.read_bytes()
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{source}: not UTF-8 text") from None
+    if not text.strip():
+        raise UsageError(f"{source}: empty")
+    return Source(source, text.lstrip("\ufeff"), body)
+
+
+def _fetch(url: str) -> Source:
+    from raft.sources.http import Fetcher, FetchError
+
+    fetcher = Fetcher(per_host=1)
+    try:
+        response = fetcher.for_source(url).get(url)
+    except FetchError as exc:
+        raise RaftError(str(exc)) from None
+    finally:
+        fetcher.close()
+    charset = re.search(r"charset=[\"']?([\w.:-]+)", response.content_type, re.I)
+    try:
+        text = response.body.decode(charset[1] if charset else "utf-8", errors="replace")
+    except LookupError:  # a charset Python does not know
+        text = response.text
+    if not text.strip():
+        raise UsageError(f"{url}: empty")
+    return Source(url, text.lstrip("\ufeff"), response.body, url, response.content_type)
+
+
+def detect_format(source: Source) -> str:
+    """By the name's suffix (.json .vtt .srt .html .htm), else the server's content type,
+    else the text itself: WEBVTT, an SRT cue, a JSON object, HTML markup; else plain text."""
+    path = urlsplit(source.url).path if source.url else source.name
+    if found := SUFFIXES.get(Path(path).suffix.lower()):
+        return found
+    kind = source.content_type.split(";")[0].strip().lower()
+    for key, found in CONTENT_TYPES.items():
+        if key in kind:
+            return found
+    head = source.text.lstrip()[:4096]
+    if head.startswith("WEBVTT"):
+        return "vtt"
+    if re.match(r"\d+[ \t]*\r?\n[ \t]*\d{1,2}:\d{2}:\d{2}[,.]\d{1,3}[ \t]*-->", head):
+        return "srt"
+    if head.startswith("{"):
+        return "json"
+    if head.startswith("<") and re.search(
+        r"<(!doctype html|html|head|body|article|main|div|p)\b", head, re.I
+    ):
+        return "html"
+    return "text"
+
+
+@dataclass(frozen=True)
+class ImportedInterview:
+    """An interview read from its source, in the transcript format plus how it was made."""
+
+    interviewer: str
+    target: str
+    date: str
+    url: str
+    exchanges: list[list[str]]
+    stem: str  # base of the file name it is written under
+    speakers: list[tuple[str, str]]  # (name, "q" | "a"), in order of appearance
+    made: dict = field(default_factory=dict)  # source, format, labeller, scrubbed counts
+    sources: list[list[str]] | None = None  # per exchange, when a transcript JSON has them
+
+    def transcript(self) -> dict:
+        """The JSON written to transcripts/ or benchmark/."""
+        data = {
+            "participants": {"q": self.interviewer, "a": self.target},
+            "date": self.date,
+            "url": self.url,
+            "exchanges": self.exchanges,
+        }
+        if self.sources:
+            data["sources"] = self.sources
+        if self.made:
+            data["imported"] = self.made
+        return data
+
+    def words(self) -> tuple[int, int]:
+        """Words of the questions and of the answers."""
+        return tuple(sum(len(pair[side].split()) for pair in self.exchanges) for side in (0, 1))
+
+    def rewritten(self, change: Callable[[str], str]) -> ImportedInterview:
+        """Every question and answer passed through `change` (e.g. a privacy scrub)."""
+        return replace(self, exchanges=[[change(q), change(a)] for q, a in self.exchanges])
+
+    def noted(self, **made) -> ImportedInterview:
+        """With more of how it was made recorded in the file (under "imported")."""
+        return replace(self, made={**self.made, **made})
+
+
+def read_interview(
+    source: str,
+    *,
+    target: str,
+    fmt: str | None = None,
+    interviewer: str | None = None,
+    when: str | None = None,
+    url: str | None = None,
+    labeller=None,
+) -> ImportedInterview:
+    """Read SOURCE (`fmt` forces its format) into exchanges. With `labeller` (a CachedLLM),
+    the text's paragraphs are labelled question or answer by the model
+    (raft.interviews.speakers) instead of by the names or marks in the text."""
+    if when and not is_iso_date(when):
+        raise UsageError(f"bad --date {when!r}: use YYYY-MM-DD")
+    loaded = load_source(source)
+    fmt = fmt or detect_format(loaded)
+    if fmt == "json":
+        if labeller is not None:
+            raise UsageError("--assign-speakers reads text or a web page, not a transcript JSON")
+        return _read_json(loaded)
+    known = {target, interviewer or ""}
+    page = None
+    if fmt == "html":
+        from raft.interviews.page import page_turns, read_page
+
+        page = read_page(loaded.name, loaded.body if loaded.url else loaded.text, loaded.url)
+    author = page.author if page else ""
+    date = when or (page.date if page else "")
+    if not date:
+        raise UsageError(f"{loaded.name}: the source gives no date; pass --date YYYY-MM-DD")
+    if labeller is not None:
+        if page is None and fmt != "text":
+            raise UsageError("--assign-speakers reads text or a web page, not captions")
+        from raft.interviews.speakers import assign_speakers
+        from raft.interviews.text import paragraphs
+
+        interviewer = interviewer or author or _no_interviewer(loaded.name, [], target)
+        texts = [p.text for p in page.paragraphs] if page else paragraphs(loaded.text)
+        turns = assign_speakers(texts, labeller, target, interviewer)
+    elif fmt in ("vtt", "srt"):
+        from raft.interviews.captions import read_captions
+
+        turns = read_captions(loaded.name, loaded.text, fmt, known)
+    elif page is not None:
+        turns = page_turns(loaded.name, page, known)
+    else:
+        from raft.interviews.text import read_text
+
+        turns = read_text(loaded.text, known)
+    named = speakers(turns)
+    answered = any(t.speaker == ANSWER for t in turns)
+    if named and not answered and not any(is_target(name, target) for name in named):
+        raise UsageError(
+            f"{loaded.name}: no speaker is {target!r} (it names {', '.join(named)}); "
+            "pass --target with the name the source gives the author"
+        )
+    askers = [name for name in named if not is_target(name, target)]
+    if not interviewer:
+        interviewer = (
+            askers[0]
+            if len(askers) == 1
+            else author or _no_interviewer(loaded.name, askers, target)
+        )
+    try:
+        exchanges = pair_turns(turns, target)
+    except UsageError as exc:
+        raise UsageError(f"{loaded.name}: {exc}") from None
+    made = {"from": loaded.url or Path(loaded.name).name, "format": fmt}
+    if labeller is not None:
+        made["labelled_by"] = labeller.model_id
+        from raft.interviews.speakers import PROMPT
+        from raft.prompts import prompt_hashes
+
+        made["prompts"] = prompt_hashes(PROMPT)
+    return ImportedInterview(
+        interviewer=interviewer,
+        target=target,
+        date=date,
+        url=url or loaded.url or (page.url if page else ""),
+        exchanges=exchanges,
+        stem=loaded.stem or (page.title if page else ""),
+        speakers=_sides(turns, named, interviewer, target),
+        made=made,
+    )
+
+
+def _no_interviewer(name: str, askers: list[str], target: str) -> str:
+    found = f"it names {', '.join(askers)}" if askers else "it names no interviewer"
+    raise UsageError(f"{name}: who asks the questions? ({found}); pass --interviewer NAME")
+
+
+def _sides(turns: list[Turn], named: list[str], interviewer: str, target: str):
+    sides = [(name, "a" if is_target(name, target) else "q") for name in named]
+    marks = {turn.speaker for turn in turns}
+    if QUESTION in marks and not any(side == "q" for _, side in sides):
+        sides.insert(0, (interviewer, "q"))
+    if ANSWER in marks and not any(side == "a" for _, side in sides):
+        sides.append((target, "a"))
+    return sides
+
+
+def _read_json(loaded: Source) -> ImportedInterview:
+    """A transcript JSON, validated (raft.transcripts.load_interview) and kept as it is."""
+    from raft.transcripts import load_interview
+
+    if loaded.url:
+        raise UsageError(f"{loaded.url}: a transcript JSON must be a local file; download it")
+    interview = load_interview(Path(loaded.name))
+    return ImportedInterview(
+        interviewer=interview.interviewer,
+        target=interview.target,
+        date=interview.date,
+        url=interview.url,
+        exchanges=[list(pair) for pair in interview.exchanges],
+        stem=Path(loaded.name).stem,
+        speakers=[(interview.interviewer, "q"), (interview.target, "a")],
+        sources=[list(names) for names in interview.sources] or None,
+    )

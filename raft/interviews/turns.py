@@ -1,0 +1,102 @@
+"""Speaker turns, the common shape of every interview reader, and the one rule that pairs
+them into (question, answer) exchanges."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from raft.errors import UsageError
+
+QUESTION, ANSWER = "Q", "A"  # the labels of text marked by role rather than by name
+
+
+@dataclass(frozen=True)
+class Turn:
+    speaker: str  # as the source names them ("Jo Park"), QUESTION/ANSWER, or "" if unnamed
+    text: str
+
+
+def is_target(speaker: str, target: str) -> bool:
+    return speaker == ANSWER or speaker.strip().casefold() == target.strip().casefold()
+
+
+def pair_turns(turns: list[Turn], target: str) -> list[list[str]]:
+    """[question, answer] pairs: what the target says answers; what anyone else says (one
+    interviewer or several) asks. An unnamed turn continues the speaker before it, and a
+    side's consecutive turns merge into one paragraph each. Talk before the first question
+    is dropped, as is a question left unanswered at the end."""
+    sides: list[tuple[str, str]] = []  # ("q" | "a", text)
+    side = None
+    for turn in turns:
+        text = turn.text.strip()
+        if turn.speaker:
+            side = "a" if is_target(turn.speaker, target) else "q"
+        if side is None:
+            raise UsageError("the first turn names no speaker: label it, or use --assign-speakers")
+        if not text:
+            continue
+        if sides and sides[-1][0] == side:
+            sides[-1] = (side, f"{sides[-1][1]}\n\n{text}")
+        else:
+            sides.append((side, text))
+    while sides and sides[0][0] == "a":
+        sides.pop(0)
+    pairs = [[q, a] for (_, q), (_, a) in zip(sides[::2], sides[1::2], strict=False)]
+    if not pairs:
+        raise UsageError(f"no exchanges found: nothing {target!r} says answers a question")
+    return pairs
+
+
+def speakers(turns: list[Turn]) -> list[str]:
+    """The named speakers, in order of first appearance."""
+    seen: dict[str, None] = {}
+    for turn in turns:
+        if turn.speaker and turn.speaker not in (QUESTION, ANSWER):
+            seen.setdefault(turn.speaker, None)
+    return list(seen)
+
+
+# A leading role mark ("Q:", "A.", "Question:") or speaker name ("Jo Park:", ">> JO PARK:").
+_ROLE = re.compile(r"(Q|A|Question|Answer)\s*(?::\s*|\.(?:\s+|$))(.*)", re.S)
+_NAMED = re.compile(r"(?:>>\s*)?([^:\n]{1,60}?)\s*:(?:\s+(.*)|\s*$)", re.S)
+_NAME_WORD = re.compile(r"[^\W\d_][\w'’.-]*")
+_PARTICLES = {"de", "da", "di", "del", "der", "van", "von", "le", "la", "du", "bin", "al", "el"}
+
+
+def looks_like_name(label: str) -> bool:
+    """One to four words, each capitalised (or a particle such as "van"), no digits."""
+    words = label.split()
+    if not 1 <= len(words) <= 4 or not all(_NAME_WORD.fullmatch(w) for w in words):
+        return False
+    return words[0][0].isupper() and all(w[0].isupper() or w in _PARTICLES for w in words)
+
+
+def split_label(text: str, known: set[str] = frozenset()) -> tuple[str, str]:
+    """(speaker, rest) for text that starts with a role mark (QUESTION or ANSWER) or a
+    `Name:` label whose name looks like a person's or is one of `known`; ("", text)
+    otherwise."""
+    text = text.strip()
+    if match := _ROLE.fullmatch(text):
+        return (QUESTION if match[1].startswith("Q") else ANSWER), match[2].strip()
+    if match := _NAMED.fullmatch(text):
+        name = " ".join(match[1].split())
+        if looks_like_name(name) or name.casefold() in {k.casefold() for k in known}:
+            return name, (match[2] or "").strip()
+    return "", text
+
+
+def accepted_names(labels: list[str], known: set[str]) -> set[str]:
+    """The shape-found labels taken as speakers: role marks, the names in `known` (the target,
+    the interviewer, the label that opens a text), and any other name that labels at least
+    two turns. A single "Note:" in an answer is not a speaker."""
+    folded = {name.casefold() for name in known if name}
+    seen: dict[str, int] = {}
+    for label in labels:
+        if label:
+            seen[label] = seen.get(label, 0) + 1
+    return {
+        label
+        for label, count in seen.items()
+        if label in (QUESTION, ANSWER) or label.casefold() in folded or count >= 2
+    }

@@ -1,0 +1,421 @@
+"""Documents as local sources: PDF (pypdf), EPUB (ebooklib) and DOCX (python-docx).
+
+A PDF is one document whose pages are joined by a blank line, and which records where each page
+starts so chunks can name their pages. An EPUB is one document per chapter; a DOCX is one
+document. Headings and list items are kept as Markdown lines. A file that cannot be read is a
+`Failure`, never an exception, so one bad file does not stop the fetch of a folder.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from raft.dates import normalize_date
+from raft.sources import Document, Failure, Item
+
+_DATE_PREFIX = re.compile(r"^(\d{4}-\d{2}-\d{2})")
+_PDF_DATE = re.compile(r"^(?:D:)?(\d{4})(\d{2})?(\d{2})?")
+_HEADING_STYLE = re.compile(r"heading (\d)", re.I)
+_LIST_STYLE = re.compile(r"list (bullet|number)(?: (\d))?", re.I)
+# The default template of python-docx carries this creation time; a file it wrote without
+# setting one says nothing about when its text was written.
+_PYTHON_DOCX_TEMPLATE = datetime(2013, 12, 23, 23, 15, tzinfo=UTC)
+
+_HTML_HEADINGS = {f"h{level}": level for level in range(1, 7)}
+_HTML_SKIPPED = {"head", "script", "style", "template", "nav", "svg", "math"}
+# fmt: off
+_HTML_BLOCKS = {
+    "address", "article", "aside", "blockquote", "body", "caption", "dd", "div", "dl", "dt",
+    "figcaption", "figure", "footer", "header", "hr", "li", "main", "ol", "p", "section",
+    "table", "td", "th", "tr", "ul",
+}
+# fmt: on
+
+
+def _date_prefix(file: Path) -> str:
+    """The `YYYY-MM-DD` a file name starts with, as for other local files; else ""."""
+    match = _DATE_PREFIX.match(file.name)
+    return normalize_date(match[1]) if match else ""
+
+
+def _join_blocks(blocks: list[tuple[str, str]]) -> str:
+    """(text, group) blocks as paragraphs, but consecutive list items (group "list") or table
+    rows ("table") on consecutive lines; a plain paragraph's group is ""."""
+    joined = ""
+    for number, (text, group) in enumerate(blocks):
+        if number:
+            joined += "\n" if group and group == blocks[number - 1][1] else "\n\n"
+        joined += text
+    return joined
+
+
+def _tidy(text: str) -> str:
+    """Runs of spaces and tabs made one space in each line; blank lines dropped."""
+    lines = (" ".join(line.split()) for line in text.splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+# ---------------------------------------------------------------------------------------------
+# PDF
+
+
+def pdf_documents(file: Path, source: str) -> Iterator[Item]:
+    """The text of a PDF as one document, pages joined by a blank line and their starts kept."""
+    import logging
+
+    from pypdf import PdfReader
+    from pypdf.errors import FileNotDecryptedError
+
+    # pypdf logs every oddity it repairs in a damaged file; the fetch reports what matters.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    page_failures: list[Failure] = []
+    texts: list[str] = []
+    # Parsers of arbitrary files raise all kinds of errors on damaged ones; each becomes a
+    # Failure naming the file, so the rest of a folder is still fetched.
+    try:
+        reader = PdfReader(file)
+        if reader.is_encrypted and not _decrypted(reader):
+            yield Failure(str(file), "encrypted PDF: it needs a password to be read")
+            return
+        info = reader.metadata or {}
+        title = str(_info(info, "/Title")).strip()
+        date = _pdf_date(_info(info, "/CreationDate"))
+        for number, page in enumerate(reader.pages, 1):
+            try:
+                texts.append(page.extract_text() or "")
+            except Exception as exc:  # noqa: BLE001 - one damaged page, reported below
+                page_failures.append(Failure(f"{file} (page {number})", _reason(exc)))
+                texts.append("")
+    except FileNotDecryptedError:
+        yield Failure(str(file), "encrypted PDF: it needs a password to be read")
+        return
+    except Exception as exc:  # noqa: BLE001 - see above
+        yield Failure(str(file), f"not a readable PDF: {_reason(exc)}")
+        return
+    yield from page_failures
+    content, pages = _join_pages(texts)
+    if not content:
+        yield Failure(str(file), "the PDF has no extractable text (scanned pages need OCR)")
+        return
+    yield Document(
+        title=title or file.stem,
+        link="",
+        date=date or _date_prefix(file),
+        content=content,
+        source=source,
+        pages=pages,
+    )
+
+
+def _decrypted(reader: Any) -> bool:
+    """Whether an encrypted PDF opens with the empty password (many are locked only for
+    editing); False where it needs another, or its cipher is not available here."""
+    try:
+        return bool(reader.decrypt(""))
+    except Exception:  # noqa: BLE001 - e.g. AES without the `cryptography` package
+        return False
+
+
+def _info(info: Any, key: str) -> Any:
+    """A document-information entry, resolved (a plain `.get` may give a reference); or ""."""
+    return info[key] if key in info else ""  # noqa: SIM401 - `get` does not resolve
+
+
+def _join_pages(texts: list[str]) -> tuple[str, tuple[int, ...]]:
+    """Page texts joined by blank lines, and where each page starts in the result.
+
+    A blank page starts where the next page with text does, so no character is on it.
+    """
+    parts: list[str] = []
+    starts: list[int] = []
+    length = 0
+    for text in texts:
+        text = text.strip()
+        start = length + 2 if parts else 0  # after the blank line that will precede it
+        starts.append(start)
+        if text:
+            parts.append(text)
+            length = start + len(text)
+    return "\n\n".join(parts), tuple(min(start, length) for start in starts)
+
+
+def _pdf_date(value: Any) -> str:
+    """`YYYY-MM-DD` from a PDF date (`D:YYYYMMDDHHmmSS+hh'mm'`, month and day optional)."""
+    match = _PDF_DATE.match(str(value or "").strip())
+    if not match:
+        return ""
+    year, month, day = match[1], match[2] or "01", match[3] or "01"
+    try:
+        return datetime(int(year), int(month), int(day)).date().isoformat()
+    except ValueError:
+        return ""
+
+
+def _is_zip(file: Path) -> bool:
+    """Whether `file` is a ZIP archive, as EPUB and DOCX files are."""
+    import zipfile
+
+    try:
+        return zipfile.is_zipfile(file)
+    except OSError:
+        return False
+
+
+def _reason(exc: Exception) -> str:
+    """An exception as a short reason: its message, else its type."""
+    return str(exc).strip() or type(exc).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# EPUB
+
+
+def epub_documents(file: Path, source: str) -> Iterator[Item]:
+    """One document per chapter of an EPUB (spine order), titled `Book — Chapter`."""
+    if not _is_zip(file):
+        yield Failure(str(file), "not a readable EPUB: not a ZIP archive")
+        return
+    try:
+        book = _read_epub(file)
+        book_title = _epub_field(book, "title") or file.stem
+        date = normalize_date(_epub_field(book, "date")) or _date_prefix(file)
+        chapters = [text for text in _epub_chapters(book) if text]
+    except Exception as exc:  # noqa: BLE001 - a damaged book is reported, the fetch goes on
+        yield Failure(str(file), f"not a readable EPUB: {_reason(exc)}")
+        return
+    if not chapters:
+        yield Failure(str(file), "the EPUB has no chapter with text")
+        return
+    for number, text in enumerate(chapters, 1):
+        heading = next((line for line in text.splitlines() if line.startswith("#")), "")
+        chapter = heading.lstrip("#").strip() or f"Chapter {number}"
+        yield Document(
+            title=f"{book_title} — {chapter}", link="", date=date, content=text, source=source
+        )
+
+
+def _read_epub(file: Path) -> Any:
+    import warnings
+
+    from ebooklib import epub
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ebooklib warns about its own future defaults
+        return epub.read_epub(str(file), options={"ignore_ncx": True})
+
+
+def _epub_field(book: Any, name: str) -> str:
+    """The first Dublin Core `name` of the book, as text; "" when it has none."""
+    values = book.get_metadata("DC", name)
+    return str(values[0][0]).strip() if values and values[0][0] else ""
+
+
+def _epub_chapters(book: Any) -> Iterator[str]:
+    """The text of each spine document in reading order, headings as Markdown lines."""
+    from ebooklib import ITEM_DOCUMENT
+    from ebooklib.epub import EpubNav
+
+    for idref, _linear in book.spine:
+        item = book.get_item_with_id(idref)
+        # The navigation document is a table of contents, not writing.
+        if item is None or isinstance(item, EpubNav) or item.get_type() != ITEM_DOCUMENT:
+            continue
+        yield html_text(item.get_content())
+
+
+def html_text(markup: bytes | str) -> str:
+    """The text of an (X)HTML page: one paragraph per block, headings as `#` lines, list items
+    as `- ` or `1. ` lines."""
+    from lxml import etree, html
+
+    data = markup.encode("utf-8") if isinstance(markup, str) else markup
+    if not data.strip():
+        return ""
+    try:
+        # EPUB chapters are XHTML, which the HTML parser misreads (`<title/>` swallows the rest).
+        root = etree.fromstring(data, etree.XMLParser(resolve_entities=False, no_network=True))
+    except etree.XMLSyntaxError:
+        root = html.document_fromstring(data)  # HTML entities such as &nbsp;, or tag soup
+    body = next((el for el in root.iter() if _tag(el) == "body"), root)
+    blocks = _Blocks()
+    blocks.walk(body)
+    blocks.flush()
+    return _join_blocks(blocks.blocks)
+
+
+def _tag(element: Any) -> str:
+    """An element's tag without its namespace, lowercase; "" for comments and the like."""
+    tag = element.tag
+    return tag.rsplit("}", 1)[-1].lower() if isinstance(tag, str) else ""
+
+
+class _Blocks:
+    """Paragraph-level blocks of an HTML tree, collected in document order."""
+
+    def __init__(self) -> None:
+        self.blocks: list[tuple[str, str]] = []  # (text, group), as `_join_blocks` takes them
+        self.words: list[str] = []
+        self.marker = ""  # a list item's marker, put before its first block
+
+    def flush(self) -> None:
+        text = _tidy("".join(self.words))
+        if text:
+            self.blocks.append((self.marker + text, "list" if self.marker else ""))
+            self.marker = ""
+        self.words.clear()
+
+    def walk(self, element: Any) -> None:
+        tag = _tag(element)
+        if tag in _HTML_HEADINGS:
+            self.flush()
+            text = " ".join("".join(element.itertext()).split())
+            if text:
+                self.blocks.append((f"{'#' * _HTML_HEADINGS[tag]} {text}", ""))
+        elif tag == "br":
+            self.words.append("\n")
+        elif tag == "pre":
+            self.flush()
+            text = "".join(element.itertext()).strip("\n")
+            if text.strip():
+                self.blocks.append((text.rstrip(), ""))
+        elif tag and tag not in _HTML_SKIPPED:
+            block = tag in _HTML_BLOCKS
+            if block:
+                self.flush()
+            if tag == "li":
+                self.marker = _list_marker(element)
+            self.words.append(element.text or "")
+            for child in element:
+                self.walk(child)
+            if block:
+                self.flush()
+        self.words.append(element.tail or "")
+
+
+def _list_marker(item: Any) -> str:
+    """`- ` for an item of an unordered list, `N. ` for the Nth item of an ordered one."""
+    parent = item.getparent()
+    if parent is None or _tag(parent) != "ol":
+        return "- "
+    number = 1 + sum(1 for sibling in item.itersiblings(preceding=True) if _tag(sibling) == "li")
+    return f"{number}. "
+
+
+# ---------------------------------------------------------------------------------------------
+# DOCX
+
+
+def docx_documents(file: Path, source: str) -> Iterator[Item]:
+    """A Word document as one document: headings as Markdown, lists as `- `/`1. ` lines."""
+    if not _is_zip(file):
+        yield Failure(str(file), "not a readable DOCX: not a ZIP archive")
+        return
+    try:
+        import docx
+
+        document = docx.Document(str(file))
+        blocks = list(_docx_blocks(document))
+        properties = document.core_properties
+        title = (properties.title or "").strip()
+        created = properties.created
+    except Exception as exc:  # noqa: BLE001 - a damaged file is reported, the fetch goes on
+        yield Failure(str(file), f"not a readable DOCX: {_reason(exc)}")
+        return
+    if not blocks:
+        yield Failure(str(file), "the DOCX has no text")
+        return
+    heading = next((text for text, _ in blocks if text.startswith("#")), "")
+    if created is not None and created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    date = "" if created == _PYTHON_DOCX_TEMPLATE else normalize_date(created)
+    yield Document(
+        title=title or heading.lstrip("#").strip() or file.stem,
+        link="",
+        date=date or _date_prefix(file),
+        content=_join_blocks(blocks),
+        source=source,
+    )
+
+
+def _docx_blocks(document: Any) -> Iterator[tuple[str, str]]:
+    """(text, group) for the paragraphs and table rows of the body in order, as `_join_blocks`
+    takes them; a table row is one line of `|`-joined cells."""
+    from docx.table import Table
+
+    # The last number of each (list, depth). As in Word, a list's numbering runs on across
+    # the paragraphs between its items.
+    numbers: dict[tuple[str, int], int] = {}
+    for block in document.iter_inner_content():
+        if isinstance(block, Table):
+            for row in block.rows:
+                cells = {cell._tc: cell for cell in row.cells}.values()  # a merged cell once
+                texts = (" ".join(cell.text.split()) for cell in cells)
+                line = " | ".join(text for text in texts if text)
+                if line:
+                    yield line, "table"
+            continue
+        text = _tidy(block.text)
+        if not text:
+            continue
+        style = block.style.name if block.style is not None else ""
+        level = _heading_level(style)
+        if level:
+            yield f"{'#' * level} {' '.join(text.split())}", ""
+            continue
+        item = _list_item(block, style)
+        if item is None:
+            yield text, ""
+            continue
+        list_id, depth, numbered = item
+        for deeper in [key for key in numbers if key[0] == list_id and key[1] > depth]:
+            del numbers[deeper]  # a sublist starts again at 1 under its next parent item
+        if numbered:
+            number = numbers[list_id, depth] = numbers.get((list_id, depth), 0) + 1
+            yield f"{'   ' * depth}{number}. {text}", "list"
+        else:
+            yield f"{'  ' * depth}- {text}", "list"
+
+
+def _heading_level(style: str) -> int:
+    """1-6 for the Title and Heading N styles, 0 for any other."""
+    if style.lower() == "title":
+        return 1
+    match = _HEADING_STYLE.fullmatch(style.strip())
+    return min(int(match[1]), 6) if match else 0
+
+
+def _list_item(paragraph: Any, style: str) -> tuple[str, int, bool] | None:
+    """(list, depth, numbered) of a list paragraph; None for any other paragraph.
+
+    Word numbers a paragraph itself (`w:numPr`, as its "List Paragraph" style does) or through
+    a list style such as "List Number 2".
+    """
+    properties = paragraph._p.pPr
+    numbering = properties.numPr if properties is not None else None
+    num_id = numbering.numId.val if numbering is not None and numbering.numId is not None else 0
+    match = _LIST_STYLE.fullmatch(style.strip())
+    if match:
+        return style, int(match[2] or 1) - 1, match[1].lower() == "number"
+    if not num_id:  # numId 0 takes the numbering off
+        return None
+    depth = int(numbering.ilvl.val) if numbering.ilvl is not None else 0
+    return str(num_id), depth, _numbered(paragraph, str(num_id), depth)
+
+
+def _numbered(paragraph: Any, num_id: str, depth: int) -> bool:
+    """Whether list `num_id` numbers its items at `depth` (rather than bulleting them)."""
+    try:
+        numbering = paragraph.part.numbering_part.element
+    except (KeyError, NotImplementedError, AttributeError):
+        return False  # no numbering part: Word shows no number either
+    abstract = numbering.xpath(f'./w:num[@w:numId="{num_id}"]/w:abstractNumId/@w:val')
+    if not abstract:
+        return False
+    formats = numbering.xpath(
+        f'./w:abstractNum[@w:abstractNumId="{abstract[0]}"]/w:lvl[@w:ilvl="{depth}"]/w:numFmt/@w:val'
+    )
+    return bool(formats) and formats[0] not in ("bullet", "none")
