@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -51,3 +52,13 @@ class Skipped:
 
 
 Item = Document | Failure | Skipped
+
+
+def read_text(file: Path) -> str | Failure:
+    """A local file's text (UTF-8, without a byte-order mark), or the Failure naming why not."""
+    try:
+        return file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        return Failure(str(file), "not UTF-8 text")
+    except OSError as exc:
+        return Failure(str(file), exc.strerror or str(exc))

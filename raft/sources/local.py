@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from raft.dates import normalize_date
-from raft.sources import Document, Failure, Item
+from raft.sources import Document, Failure, Item, read_text
 from raft.sources.pages import extract_article
 from raft.sources.social import X_PARTS, bluesky_documents, mastodon_documents, x_documents
 
@@ -123,13 +123,9 @@ def _file_documents(file: Path, source: str) -> Iterator[Item]:
     if reader is not None:
         yield from reader(file, source)
         return
-    try:
-        text = file.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        yield Failure(str(file), "not UTF-8 text")
-        return
-    except OSError as exc:
-        yield Failure(str(file), exc.strerror or str(exc))
+    text = read_text(file)
+    if isinstance(text, Failure):
+        yield text
         return
     suffix = file.suffix.lower()
     if suffix == ".jsonl":

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from raft.dates import normalize_date
-from raft.sources import Document, Failure, Item
+from raft.sources import Document, Failure, Item, read_text
 
 TITLE_CHARS = 60
 PUBLIC = {"https://www.w3.org/ns/activitystreams#Public", "as:Public", "Public"}
@@ -122,9 +122,9 @@ def _parse_time(value: object) -> datetime | None:
 # -- X / Twitter -----------------------------------------------------------------------------
 
 
-def _read_ytd(path: Path) -> object:
+def _parse_ytd(text: str) -> object:
     """The JSON of an archive file: `window.YTD.<name>.partN = [...]`."""
-    text = path.read_text(encoding="utf-8-sig").strip()
+    text = text.strip()
     if not text.startswith(("[", "{")):
         head, equals, text = text.partition("=")
         if not equals or not head.strip().startswith("window."):
@@ -135,7 +135,7 @@ def _read_ytd(path: Path) -> object:
 def _x_account(folder: Path) -> tuple[str, str]:
     """(account id, username) from the archive's `account.js`, or ("", "") without one."""
     try:
-        data = _read_ytd(folder / "account.js")
+        data = _parse_ytd((folder / "account.js").read_text(encoding="utf-8-sig"))
         account = data[0]["account"] if isinstance(data, list) else data["account"]
         return str(account.get("accountId") or ""), str(account.get("username") or "")
     except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError):
@@ -144,12 +144,11 @@ def _x_account(folder: Path) -> tuple[str, str]:
 
 def _x_tweets(path: Path) -> list[dict] | str:
     """The tweet objects of one `tweets.js` part, or why it cannot be read."""
+    text = read_text(path)
+    if isinstance(text, Failure):
+        return text.reason
     try:
-        data = _read_ytd(path)
-    except UnicodeDecodeError:
-        return "not UTF-8 text"
-    except OSError as exc:
-        return exc.strerror or str(exc)
+        data = _parse_ytd(text)
     except ValueError as exc:
         return f"not an X archive tweets file: {exc}"
     if not isinstance(data, list):
@@ -274,14 +273,12 @@ def mastodon_documents(file: Path, source: str) -> Iterator[Item]:
 
     Boosts are left out, and so are posts not addressed to the public (direct messages,
     followers-only posts): they are not writing the author published."""
+    text = read_text(file)
+    if isinstance(text, Failure):
+        yield text
+        return
     try:
-        outbox = json.loads(file.read_text(encoding="utf-8-sig"))
-    except UnicodeDecodeError:
-        yield Failure(str(file), "not UTF-8 text")
-        return
-    except OSError as exc:
-        yield Failure(str(file), exc.strerror or str(exc))
-        return
+        outbox = json.loads(text)
     except ValueError as exc:
         yield Failure(str(file), f"not JSON: {exc}")
         return
