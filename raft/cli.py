@@ -642,7 +642,11 @@ def chat(persona: Persona, once: str | None, **options) -> None:
 @replica_options
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8000, show_default=True)
-@click.option("--api-key", envvar="RAFT_SERVE_API_KEY", help="Required of every request when set.")
+@click.option(
+    "--api-key",
+    envvar="RAFT_SERVE_API_KEY",
+    help="Required of every API request when set (pages ask for it; rater links need none).",
+)
 @click.option(
     "--max-body",
     type=click.IntRange(min=1),
