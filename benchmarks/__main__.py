@@ -6,9 +6,20 @@ import argparse
 import importlib
 import time
 
-from benchmarks.report import print_table, write_markdown
+from benchmarks.report import print_table, update_markdown, write_markdown
 
-STAGES = ["fetch", "chunk", "embed", "retrieve", "ftgen", "train", "memory", "likelihood"]
+STAGES = [
+    "fetch",
+    "chunk",
+    "embed",
+    "retrieve",
+    "ftgen",
+    "ftgen_cost",
+    "train",
+    "memory",
+    "likelihood",
+    "replay",
+]
 
 
 def main() -> None:
@@ -16,6 +27,11 @@ def main() -> None:
     parser.add_argument("--only", help=f"comma-separated stages ({', '.join(STAGES)})")
     parser.add_argument(
         "--quick", action="store_true", help="small sizes, one repeat: to try the script"
+    )
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="with --only: replace those stages' rows in docs/benchmarks.md, keep the rest",
     )
     args = parser.parse_args()
     chosen = args.only.split(",") if args.only else STAGES
@@ -29,9 +45,12 @@ def main() -> None:
         results += importlib.import_module(f"benchmarks.{stage}").run(args.quick)
         seconds[stage] = time.perf_counter() - start
     print_table(results)
-    if not args.quick and not args.only:
-        path = write_markdown(results, seconds)
-        print(f"bench: wrote {path}")
+    if args.quick:
+        return
+    if not args.only:
+        print(f"bench: wrote {write_markdown(results, seconds)}")
+    elif args.update:
+        print(f"bench: updated {update_markdown(results, seconds)}")
 
 
 if __name__ == "__main__":

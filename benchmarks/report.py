@@ -89,6 +89,33 @@ def machine() -> list[str]:
     ]
 
 
+def update_markdown(results: list[Result], seconds: dict[str, float]) -> Path:
+    """Replace the rows and notes of the stages just run in docs/benchmarks.md, keep the
+    others, and say which stages were re-run when and where."""
+    path = REPO / "docs" / "benchmarks.md"
+    labels = {r.stage for r in results}
+    lines = path.read_text().splitlines()
+    table_end = max(n for n, line in enumerate(lines) if line.startswith("|")) + 1
+    notes_end = len(lines) - (lines[-1] == "")
+
+    def other(line: str, prefix: str) -> bool:
+        return not any(line.startswith(prefix.format(label)) for label in labels)
+
+    head = [line for line in lines[:table_end] if other(line, "| {} |")]
+    notes = [line for line in lines[table_end:notes_end] if other(line, "- **{}**:")]
+    stages = ", ".join(f"{stage} {s:.0f} s" for stage, s in seconds.items())
+    updated = [
+        f"- updated on {date.today().isoformat()}: {stages}, on "
+        + machine()[0].removeprefix("- machine: ")
+    ]
+    at = next(n for n, line in enumerate(head) if line.startswith("| stage |"))
+    head = head[: at - 1] + updated + head[at - 1 :]
+    new_rows = ["| " + " | ".join(row) + " |" for row in rows(results)]
+    new_notes = [f"- **{r.stage}**: {r.note}" for r in results if r.note]
+    path.write_text("\n".join(head + new_rows + notes + new_notes + [""]))
+    return path
+
+
 def write_markdown(results: list[Result], seconds: dict[str, float]) -> Path:
     path = REPO / "docs" / "benchmarks.md"
     lines = [

@@ -326,6 +326,31 @@ def _abbreviated(text: str, words: int = 16) -> str:
     help="Largest share of synthetic samples in the training set.",
 )
 @click.option("--speech", is_flag=True, help="Drop headings and link lines from synthetic answers.")
+@click.option(
+    "--judge-batch/--no-judge-batch",
+    default=True,
+    show_default=True,
+    help="Judge all memories of a question in one call per pass (a memory whose verdict is "
+    "missing or malformed is judged alone), instead of one call each.",
+)
+@click.option(
+    "--skip-below",
+    type=float,
+    default=0.0,
+    show_default=True,
+    metavar="D",
+    help="Never rephrase or judge a passage more than D (cosine distance) farther from the "
+    "question than its best hit; 0 judges all k.",
+)
+@click.option(
+    "--history-block",
+    type=int,
+    default=4,
+    show_default=True,
+    metavar="N",
+    help="Drop earlier exchanges that do not fit N at a time, so that consecutive prompts "
+    "start alike and a prompt cache can reuse them.",
+)
 @click.option("--generator", metavar="SPEC", help="LLM for rephrase and judge.")
 @click.option("--embedder", metavar="SPEC", help="Must match the one that built the store.")
 def ft_gen(
@@ -344,6 +369,9 @@ def ft_gen(
     lenses: str,
     synthetic_ratio: float,
     speech: bool,
+    judge_batch: bool,
+    skip_below: float,
+    history_block: int,
     generator: str | None,
     embedder: str | None,
 ) -> None:
@@ -375,6 +403,8 @@ def ft_gen(
         raise UsageError(f"unknown lens {', '.join(unknown)!r}: choose from {', '.join(LENSES)}")
     if synthetic < 0 or not 0 < synthetic_ratio <= 1:
         raise UsageError("need --synthetic >= 0 and 0 < --synthetic-ratio <= 1")
+    if skip_below < 0 or history_block < 1:
+        raise UsageError("need --skip-below >= 0 and --history-block >= 1")
     settings = GenSettings(
         k=k,
         max_tokens=max_tokens,
@@ -386,6 +416,9 @@ def ft_gen(
         synthetic=SyntheticSettings(
             n=synthetic, lenses=chosen, ratio=synthetic_ratio, speech=speech
         ),
+        judge_batch=judge_batch,
+        skip_below=skip_below,
+        history_block=history_block,
     )
     only = "oai" if oai else "generic" if generic else None
     with progress_bar() as progress:
@@ -404,6 +437,14 @@ def print_ft_gen_summary(persona: Persona, stats: dict, calls: int) -> None:
         f"{stats['samples_truncated']} samples truncated; {calls} model calls"
         + (f"; {dropped} samples dropped in review" if dropped else "")
     )
+    cost = stats.get("cost")
+    if cost:
+        each = cost["per_sample"]
+        click.echo(
+            f"cost per sample: {each['calls']:g} model calls, {each['evaluated']:,.0f} prompt "
+            f"tokens evaluated (+{each['cached']:,.0f} from the prompt cache), "
+            f"{each['completion']:,.0f} completion tokens, {each['seconds']:.1f} s"
+        )
     for warning in stats.get("split", {}).get("warnings", []):
         click.echo(f"raft: warning: {warning}", err=True)
 

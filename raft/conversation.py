@@ -30,7 +30,16 @@ Message = dict[str, Any]
 TIKTOKEN = "cl100k_base"
 # Per-message overhead of chat formatting, as in OpenAI's token-counting guidance.
 MESSAGE_OVERHEAD = 4
-PROMPTS = ("system", "memory_slot", "rephrase", "judge_question", "judge_answer")
+PROMPTS = (
+    "system",
+    "memory_slot",
+    "rephrase",
+    "judge_question",
+    "judge_answer",
+    "judge_memories",
+    "judge_useful",
+    "judge_consistent",
+)
 # rephrased: an LLM recalls the passage in the first person; extractive: the one or two
 # sentences of it nearest to the question, verbatim (raft.extractive), with no LLM call.
 MEMORY_STYLES = ("rephrased", "extractive")
@@ -77,6 +86,10 @@ def hf_tokenizer(path: str) -> Any:
     return AutoTokenizer.from_pretrained(path)
 
 
+# What a spec row written before these fields existed was made with.
+BEFORE_FIELDS: dict[str, Any] = {"judge_batch": False, "skip_below": 0.0, "history_block": 1}
+
+
 @dataclass(frozen=True)
 class ConversationSpec:
     """What shaped the training prompts; inference is built from it, not from today's flags."""
@@ -96,6 +109,14 @@ class ConversationSpec:
     seed: int = 0
     max_tokens: int = 4096  # the budget of one sample, cl100k_base tokens
     reserve: int = 512  # of which kept for the answer
+    # One call judges all memories of a question (each pass), instead of one call each.
+    judge_batch: bool = True
+    # A passage this much (cosine distance) farther from the question than its best hit is
+    # never rephrased or judged; 0 judges every one of the k.
+    skip_below: float = 0.0
+    # Earlier exchanges that do not fit are dropped this many at a time, so that consecutive
+    # prompts of one conversation share their start and a prompt cache can reuse it.
+    history_block: int = 4
 
     @property
     def budget(self) -> Budget:
@@ -106,8 +127,10 @@ class ConversationSpec:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> ConversationSpec:
+        """A spec as written; a field it lacks was written before the field existed, so it
+        takes the behaviour from before then."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in row.items() if k in names})
+        return cls(**(BEFORE_FIELDS | {k: v for k, v in row.items() if k in names}))
 
     def differences(self, other: ConversationSpec) -> list[str]:
         """`field: ours -> theirs` for each field that differs."""
@@ -199,16 +222,20 @@ def render(
     memories: list[Memory],
     budgets: Sequence[Budget],
     answer: str | None = None,
+    block: int = 1,
 ) -> Rendered:
     """The conversation as messages: the newest earlier exchanges whose prompt fits every
     budget, then the question with its memory slot, then the answer when training.
 
     Without `answer` this is the prompt a replica sends; with it, the training sample. The
-    choice of history reads only the prompt, so the two differ by the answer alone.
+    choice of history reads only the prompt, so the two differ by the answer alone. Old
+    exchanges are dropped `block` at a time (the spec's `history_block`): the first one
+    carried is always a multiple of `block`, so the next questions' prompts start the same.
     """
     head = [{"role": "system", "content": system}]
     tail = [{"role": "user", "content": user_turn(question, memories)}]
     start = len(history) - fit_history(head, [_pairs([turn]) for turn in history], tail, budgets)
+    start = min(-(-start // block) * block, len(history))
     messages = head + _pairs(history[start:]) + tail
     if answer is not None:
         messages.append({"role": "assistant", "content": answer})

@@ -7,6 +7,7 @@ and a finished one re-runs with zero calls; outputs are written atomically at th
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -58,6 +59,9 @@ class GenSettings:
     valid_fraction: float = 0.1
     token_limit: int = 16385  # per-example limit checked for OpenAI files
     seed: int = 0
+    judge_batch: bool = True  # the ConversationSpec fields of the same names
+    skip_below: float = 0.0
+    history_block: int = 4
     synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
 
 
@@ -161,6 +165,7 @@ def render_interview(samples: list[Sample], spec: ConversationSpec) -> None:
             sample.kept_memories(),
             [spec.budget],
             answer=sample.answer,
+            block=spec.history_block,
         )
         sample.messages = rendered.messages
         sample.history = rendered.history
@@ -200,6 +205,9 @@ def open_spec(
         memory_style=settings.memory_style,
         max_tokens=settings.max_tokens,
         reserve=settings.reserve,
+        judge_batch=settings.judge_batch,
+        skip_below=settings.skip_below,
+        history_block=settings.history_block,
     )
     return spec, llm, store
 
@@ -296,6 +304,9 @@ def statistics(
             "consistent_with_answer": sum(bool(m.consistent) for m in memories),
             "kept": sum(len(s.kept) for s in samples),
             "errors": sum(bool(m.error) for m in memories),
+            # a memory the batch judge gave no well-formed verdict, so judged on its own
+            "judged_alone": sum(m.alone for m in memories),
+            "skipped_below_best": sum(m.gate == "below_best" for m in memories),
         },
         # Retrieval and judge against the essays each answer draws on, and what the gate
         # dropped (raft.memory_quality); rates are None without annotated sources.
@@ -346,11 +357,13 @@ def run_ft_gen(
             )
         samples = [Sample.from_row(row) for row in read_jsonl(generic)]
         made, calls = (samples[0].made if samples else {}), 0
+        cost = _previous_cost(folder)  # the samples are those that cost was spent on
     else:
         samples, made, llm = generate(persona, settings, generator, embedder, progress)
         calls = llm.calls
         write_jsonl(generic, [s.to_row() for s in samples])
         record_calls(folder, llm)
+        cost = generation_cost(llm, len(samples))
 
     def render(group: list[Sample]) -> None:
         render_interviews(group, ConversationSpec.from_row(made["spec"]))
@@ -359,5 +372,24 @@ def run_ft_gen(
     split = {} if only == "generic" else write_formats(folder, written, settings)
     stats = {"dataset": dataset} | statistics(written, made, split, judged=samples)
     stats["review"] = review
+    stats["cost"] = cost
     write_json(folder / "stats.json", stats)
     return stats, calls
+
+
+def generation_cost(llm: CachedLLM, samples: int) -> dict[str, Any]:
+    """What every model call behind the samples cost when it was made (kept in its cache
+    row), in all and per sample: the same after a re-run that made no call, so that the
+    files of a re-run are the same too. Seconds are the calls' own, in model time."""
+    data, unrecorded = llm.recorded_usage(llm.ledger or {})
+    per_sample = {
+        key: round(value / samples, 2) if samples else 0 for key, value in data.row().items()
+    }
+    return {"data": data.row() | {"calls_unrecorded": unrecorded}, "per_sample": per_sample}
+
+
+def _previous_cost(folder: Path) -> dict[str, Any] | None:
+    path = folder / "stats.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8")).get("cost")

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, fields
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from raft.backends.llm import CachedLLM, StructuredOutputError, complete_json
+from raft.backends.llm import CachedLLM, StructuredOutputError, complete_json, parse_json
 from raft.concurrency import bounded_map
 from raft.conversation import ConversationSpec
 from raft.extractive import extract, sentences
@@ -29,12 +29,16 @@ if TYPE_CHECKING:
 # A verdict's reason is capped, so that the JSON always closes within the token budget:
 # small models otherwise ramble in it until the reply is cut off mid-string.
 REASON = {"type": "string", "maxLength": 200}
+# In a batch, a few words: on a CPU the verdicts' own tokens are most of a batch's time
+# (a generated token costs llama.cpp about eight prompt tokens' time), and a reason is a note
+# for the person reviewing the data, not what decides the verdict.
+BATCH_REASON = {"type": "string", "maxLength": 40}
 
 
-def _verdict_schema(field: str) -> dict[str, Any]:
+def _verdict_schema(field: str, reason: dict[str, Any] = REASON) -> dict[str, Any]:
     return {
         "type": "object",
-        "properties": {field: {"type": "boolean"}, "reason": REASON},
+        "properties": {field: {"type": "boolean"}, "reason": reason},
         "required": [field, "reason"],
         "additionalProperties": False,
     }
@@ -42,6 +46,40 @@ def _verdict_schema(field: str) -> dict[str, Any]:
 
 USEFUL = _verdict_schema("useful")
 CONSISTENT = _verdict_schema("consistent")
+
+
+def verdicts_schema(field: str, ids: list[int]) -> dict[str, Any]:
+    """A batch of verdicts: one per memory numbered in `ids`, each naming its memory."""
+    item = _verdict_schema(field, BATCH_REASON)
+    item["properties"] = {"id": {"type": "integer", "enum": ids}} | item["properties"]
+    item["required"] = ["id", *item["required"]]
+    batch = {"type": "array", "items": item, "minItems": len(ids), "maxItems": len(ids)}
+    return {
+        "type": "object",
+        "properties": {"verdicts": batch},
+        "required": ["verdicts"],
+        "additionalProperties": False,
+    }
+
+
+def batch_verdicts(text: str, schema: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """The well-formed verdicts of a batch reply by memory number, the first for each; a
+    memory whose verdict is missing or malformed is left out, to be judged on its own."""
+    import jsonschema
+
+    try:
+        data = parse_json(text, {"type": "object", "required": ["verdicts"]})
+    except (ValueError, jsonschema.ValidationError):
+        return {}
+    item = schema["properties"]["verdicts"]["items"]
+    found: dict[int, dict[str, Any]] = {}
+    for verdict in data["verdicts"] if isinstance(data["verdicts"], list) else []:
+        try:
+            jsonschema.validate(verdict, item)
+        except jsonschema.ValidationError:
+            continue
+        found.setdefault(verdict["id"], verdict)
+    return found
 
 
 @dataclass
@@ -61,6 +99,7 @@ class Memory:
     consistent_reason: str = ""
     error: str = ""  # why a step produced nothing usable
     gate: str = ""  # why the cheap gate dropped the rephrasing before any judge (GATES)
+    alone: bool = False  # judged on its own: its verdict in a batch was missing or malformed
 
     @classmethod
     def from_hit(cls, hit: Hit) -> Memory:
@@ -93,7 +132,8 @@ def clean_rephrasing(text: str) -> str:
 
 # The cheap gate: what a rephrasing that is not a memory of the author looks like. Checked
 # before any judge (a gated memory costs no judge call), in this order; each is a stable code.
-GATES = ("prompt_echo", "question_echo", "too_short", "third_person", "off_passage")
+# `below_best` comes first: such a passage is never rephrased (the spec's `skip_below`).
+GATES = ("below_best", "prompt_echo", "question_echo", "too_short", "third_person", "off_passage")
 ECHO_RUN = 5  # words in a row shared with the rephrase prompt's own instructions
 MIN_WORDS = 4  # fewer words are a fragment ("Gemma,", "Lena Marsh,"), not a memory
 QUESTION_SHARE = 0.8  # share of a rephrasing's words taken from the question
@@ -299,7 +339,7 @@ class Recall:
         if self.extractive:
             return
         for memory in memories:
-            if not memory.error:
+            if not memory.error and not memory.gate:
                 memory.gate = gate_reason(memory.rephrased, question, self.target)
         left = [m for m in memories if not m.error and not m.gate]
         similarities = passage_similarities(
@@ -347,6 +387,16 @@ class Recall:
         memory.consistent = verdict["consistent"]
         memory.consistent_reason = verdict["reason"].strip()
 
+    def skip_far(self, memories: list[Memory]) -> None:
+        """Gate the passages the spec's `skip_below` puts too far below the best hit, before
+        they cost a rephrasing or a judge."""
+        if not self.spec.skip_below or not memories:
+            return
+        best = min(m.distance for m in memories)
+        for memory in memories:
+            if memory.distance - best > self.spec.skip_below:
+                memory.gate, memory.useful = "below_best", False
+
     def recall(
         self,
         question: str,
@@ -357,15 +407,104 @@ class Recall:
         """Retrieve, rephrase, gate and judge from the question alone, as the replica does
         live."""
         memories = self.retrieve(question, before, previous_answer, exclude_doc)
+        self.skip_far(memories)
+        near = [m for m in memories if not m.gate]
         if self.extractive:
-            self.extract(question, memories)
+            self.extract(question, near)
         else:
-            bounded_map(lambda m: self.rephrase(question, m), memories, self.llm.concurrency)
+            bounded_map(lambda m: self.rephrase(question, m), near, self.llm.concurrency)
             self.gate(question, memories)
-        bounded_map(lambda m: self.judge_question(question, m), memories, self.llm.concurrency)
+        if self.spec.judge_batch:
+            self.judge_questions(question, memories)
+        else:
+            bounded_map(lambda m: self.judge_question(question, m), memories, self.llm.concurrency)
         return memories
 
     def check_against_answer(self, question: str, answer: str, memories: list[Memory]) -> None:
         """Pass 2 for the memories that passed pass 1."""
+        if self.spec.judge_batch:
+            self.judge_answers(question, answer, memories)
+            return
         useful = [m for m in memories if m.useful]
         bounded_map(lambda m: self.judge_answer(question, answer, m), useful, self.llm.concurrency)
+
+    # Batched judging (the spec's `judge_batch`): one call per pass for all memories of a
+    # question. Both passes' prompts open with the same question and numbered memories, so a
+    # prompt cache (llama.cpp's KV cache in-process) evaluates pass 2's only from the answer.
+
+    def _judged(self, memories: list[Memory]) -> list[Memory]:
+        """The memories that go to the judge, in the order they are numbered from 1."""
+        return [m for m in memories if m.rephrased and not m.gate]
+
+    def _shared_head(self, question: str, judged: list[Memory]) -> str:
+        # One quoted block for all of them: a tag pair costs ~20 tokens of hash per memory.
+        numbered = "\n\n".join(f"Memory {n}: {m.rephrased}" for n, m in enumerate(judged, 1))
+        return render(
+            "judge_memories",
+            target=self.target,
+            question=quote("question", question),
+            memories=quote("memories", numbered),
+        )
+
+    def _judge_batch(self, prompt: str, field: str, ids: list[int]) -> dict[int, dict[str, Any]]:
+        s = self.spec
+        schema = verdicts_schema(field, ids)
+        text = self.llm.complete(
+            [{"role": "user", "content": prompt}],
+            schema=schema,
+            temperature=s.temperature,
+            max_tokens=s.judge_tokens * len(ids),
+            seed=s.seed,
+        )
+        return batch_verdicts(text, schema)
+
+    def _unjudged(self, judged: list[Memory], ids: list[int], verdicts: dict) -> list[Memory]:
+        missing = [judged[n - 1] for n in ids if n not in verdicts]
+        for memory in missing:
+            memory.alone = True
+        return missing
+
+    def judge_questions(self, question: str, memories: list[Memory]) -> None:
+        """Pass 1 in one call; a memory without a well-formed verdict is judged alone."""
+        for memory in memories:
+            if memory.error or memory.gate:
+                memory.useful = False
+        judged = self._judged(memories)
+        if not judged:
+            return
+        ids = list(range(1, len(judged) + 1))
+        prompt = (
+            self._shared_head(question, judged)
+            + "\n\n"
+            + render("judge_useful", target=self.target)
+        )
+        verdicts = self._judge_batch(prompt, "useful", ids)
+        for n, verdict in verdicts.items():
+            judged[n - 1].useful = verdict["useful"]
+            judged[n - 1].useful_reason = verdict["reason"].strip()
+        for memory in self._unjudged(judged, ids, verdicts):
+            self.judge_question(question, memory)
+
+    def judge_answers(self, question: str, answer: str, memories: list[Memory]) -> None:
+        """Pass 2 in one call for the memories that passed pass 1, after the same opening
+        as pass 1's prompt; a memory without a well-formed verdict is judged alone."""
+        judged = self._judged(memories)
+        ids = [n for n, m in enumerate(judged, 1) if m.useful]
+        if not ids:
+            return
+        prompt = (
+            self._shared_head(question, judged)
+            + "\n\n"
+            + render(
+                "judge_consistent",
+                target=self.target,
+                ids=", ".join(map(str, ids)),
+                answer=quote("answer", answer),
+            )
+        )
+        verdicts = self._judge_batch(prompt, "consistent", ids)
+        for n, verdict in verdicts.items():
+            judged[n - 1].consistent = verdict["consistent"]
+            judged[n - 1].consistent_reason = verdict["reason"].strip()
+        for memory in self._unjudged(judged, ids, verdicts):
+            self.judge_answer(question, answer, memory)

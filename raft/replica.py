@@ -103,7 +103,8 @@ class Replica:
         """The prompt: what a training sample renders, without the answer."""
         s = self.settings
         system = system_prompt(self.target, s.interviewer, s.date)
-        return render(system, history, question, memories, self.budgets).messages
+        block = self.spec.history_block
+        return render(system, history, question, memories, self.budgets, block=block).messages
 
     def stream(self, messages: list[Message]) -> Iterator[str]:
         s = self.settings

@@ -70,7 +70,8 @@ class BenchItem:
         )
         system = system_prompt(self.target, self.interviewer, self.date)
         shown = self.kept_memories() if memories else []
-        return render(system, history, self.question, shown, budgets).messages
+        block = self.spec.history_block
+        return render(system, history, self.question, shown, budgets, block=block).messages
 
     def to_row(self) -> dict[str, Any]:
         row = dataclasses.asdict(self)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from raft.backends.llm import Reply, Usage
+
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
 
@@ -106,5 +108,12 @@ class PromptRecorder:
     def complete(self, messages, *, schema=None, **params):
         self.prompts.append(messages[-1]["content"])
         if schema is None:
-            return "I remember writing about it."
-        return json.dumps({key: self.VERDICTS[key] for key in schema["required"]})
+            return Reply("I remember writing about it.", Usage(1))
+        if schema["required"] == ["verdicts"]:  # a batch: the same verdict for each memory
+            item = schema["properties"]["verdicts"]["items"]
+            verdicts = [
+                {"id": n} | {key: self.VERDICTS[key] for key in item["required"][1:]}
+                for n in item["properties"]["id"]["enum"]
+            ]
+            return Reply(json.dumps({"verdicts": verdicts}), Usage(1))
+        return Reply(json.dumps({key: self.VERDICTS[key] for key in schema["required"]}), Usage(1))

@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from raft.backends.cache import Cache
-from raft.backends.llm import CachedLLM, make_llm
+from raft.backends.llm import CachedLLM, Reply, Usage, make_llm
 from raft.interviews.speakers import assign_speakers, chunk_paragraphs
 from raft.interviews.turns import ANSWER, QUESTION, Turn
 
@@ -61,10 +61,11 @@ class OneAtATime:
         paragraphs = _PARAGRAPH.findall(messages[-1]["content"])
         self.batches.append(paragraphs)
         if len(paragraphs) > 1:
-            return json.dumps({"labels": ["q"] * (len(paragraphs) - 1)})
+            return Reply(json.dumps({"labels": ["q"] * (len(paragraphs) - 1)}), Usage(1))
         if "static" in paragraphs[0]:
-            return '{"labels": ["a'
-        return json.dumps({"labels": ["q" if paragraphs[0].endswith("?") else "a"]})
+            return Reply('{"labels": ["a', Usage(1))
+        label = "q" if paragraphs[0].endswith("?") else "a"
+        return Reply(json.dumps({"labels": [label]}), Usage(1))
 
 
 def test_a_malformed_batch_is_asked_again_a_paragraph_at_a_time(tmp_path: Path):

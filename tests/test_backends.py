@@ -12,7 +12,9 @@ from raft.backends.embed import make_embedder
 from raft.backends.llm import (
     CachedLLM,
     LlamaCppLLM,
+    Reply,
     StructuredOutputError,
+    Usage,
     complete_json,
     make_llm,
 )
@@ -93,7 +95,7 @@ def test_two_wrappers_of_one_model_never_run_completions_at_once(monkeypatch):
 
     def ask(name: str, llm: LlamaCppLLM, question: str) -> None:
         start.wait()
-        replies[name] = llm.complete([{"role": "user", "content": question}], max_tokens=24)
+        replies[name] = llm.complete([{"role": "user", "content": question}], max_tokens=24).text
 
     threads = [
         threading.Thread(target=ask, args=("chat", chat, "Tell me about bees.")),
@@ -120,7 +122,7 @@ class ScriptedLLM:
 
     def complete(self, messages, **params):
         self.seen.append(messages)
-        return self.replies.pop(0)
+        return Reply(self.replies.pop(0), Usage(1))
 
 
 def test_invalid_json_gets_one_repair_round():

@@ -8,15 +8,18 @@ generator given by flag (SmolLM2 behind `python -m llama_cpp.server`); a one-ste
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 
 import httpx
 import pytest
 
+from raft.backends.llm import CachedLLM
 from raft.config import target
-from raft.conversation import system_prompt
+from raft.conversation import Budget, ConversationSpec, Exchange, render, system_prompt
 from raft.dataset import Sample
 from raft.files import read_jsonl
+from raft.memories import Memory
 from raft.paths import Persona
 from raft.replica import ReplicaSettings, open_replica
 from tests.helpers import PromptRecorder, run_cli, serve_app
@@ -156,8 +159,8 @@ def test_every_prompt_names_the_target_the_transcripts_give(trained, persona):
     assert all(item.messages[0]["content"].startswith(you_are) for item in items)
 
     judge = PromptRecorder()
-    pairwise(judge, items[0], "a reply", "another reply")
-    discriminate(judge, items[0], ["a reply"])
+    pairwise(CachedLLM(judge), items[0], "a reply", "another reply")
+    discriminate(CachedLLM(judge), items[0], ["a reply"])
     assert len(judge.prompts) == 3 and all(TARGET in p for p in judge.prompts)
 
     export = run_cli("raft", "export", "lena", "--run", run, "--gguf", env=env)
@@ -194,3 +197,86 @@ def test_without_any_name_prompts_say_the_author_not_the_slug(tmp_path, monkeypa
     assert (found.name, found.prompt_name) == ("jdoe", "the author")
     assert "no `name`" in capsys.readouterr().err
     assert system_prompt(found.prompt_name, "Jo", "2024-01-01").startswith("You are the author.")
+
+
+# --- history blocks: pure rendering, no model ---
+
+LONG = Budget(1500, 200)
+WORDS = ("bees", "honey", "hive", "city", "roof", "garden", "lime", "blossom", "queen", "wax")
+
+
+def long_interview(n: int = 20) -> list[Exchange]:
+    """Exchanges with ~150-word answers: a 1500-token budget carries only the last few."""
+    rng = random.Random(7)
+    return [
+        Exchange(
+            f"Question {i}: what about the {rng.choice(WORDS)}?",
+            " ".join(rng.choices(WORDS, k=150)),
+        )
+        for i in range(n)
+    ]
+
+
+def start(rendered, index: int) -> int:
+    """The first earlier exchange a prompt carries; `index` when it carries none."""
+    return rendered.history[0] if rendered.history else index
+
+
+def test_history_is_dropped_a_block_at_a_time_so_prompts_extend_each_other():
+    history = long_interview()
+    system = system_prompt(TARGET, "Jo Park", "2024-01-01")
+    prompts, starts, minimal_starts = [], [], []
+    for i, turn in enumerate(history):
+        blocked = render(system, history[:i], turn.question, [], [LONG], block=4)
+        minimal = render(system, history[:i], turn.question, [], [LONG], block=1)
+        assert not blocked.history or blocked.history[0] % 4 == 0
+        assert blocked.history == list(range(start(blocked, i), i))
+        assert LONG.fits(blocked.messages) and blocked.n_tokens + LONG.reserve <= LONG.limit
+        # Only as many more exchanges are dropped as reach the next multiple of 4.
+        assert start(minimal, i) <= start(blocked, i) < start(minimal, i) + 4
+        if starts and starts[-1] == start(blocked, i):
+            # The previous prompt, its question now answered, is where this one starts.
+            previous = prompts[-1]
+            assert blocked.messages[: len(previous) - 1] == previous[:-1]
+            assert blocked.messages[len(previous) - 1] == previous[-1]
+        prompts.append(blocked.messages)
+        starts.append(start(blocked, i))
+        minimal_starts.append(start(minimal, i))
+
+    def extending(found: list[int]) -> int:
+        return sum(a == b for a, b in zip(found, found[1:], strict=False))
+
+    assert max(minimal_starts) >= 8  # the budget did force old exchanges out
+    # With block=1 the start moves nearly every question once the budget is full; with
+    # block=4 about once in four, so more prompts extend the previous one.
+    assert extending(starts) > extending(minimal_starts)
+    assert len(set(starts)) < len(set(minimal_starts))
+
+
+def test_history_blocks_keep_the_training_sample_the_prompt_plus_its_answer():
+    history = long_interview()
+    for turn in history:
+        turn.memories = [
+            Memory("bees:0", "bees", "Rooftop Bees", "", "2020-03-01", "", 0.1, rephrased="Bees.")
+        ]
+    system = system_prompt(TARGET, "Jo Park", "2024-01-01")
+    dropped = 0
+    for i, turn in enumerate(history):
+        args = (system, history[:i], turn.question, turn.memories, [LONG])
+        prompt = render(*args, block=4)
+        sample = render(*args, answer=turn.answer, block=4)
+        assert sample.messages == prompt.messages + [{"role": "assistant", "content": turn.answer}]
+        assert sample.history == prompt.history and sample.dropped == prompt.dropped
+        dropped = max(dropped, prompt.dropped)
+    assert dropped >= 4
+
+
+def test_a_spec_row_without_history_block_reads_as_before_the_field_existed():
+    spec = ConversationSpec(target="X")
+    assert (spec.judge_batch, spec.skip_below, spec.history_block) == (True, 0.0, 4)
+    row = spec.to_row()
+    for name in ("judge_batch", "skip_below", "history_block"):
+        del row[name]
+    old = ConversationSpec.from_row(row)
+    assert (old.judge_batch, old.skip_below, old.history_block) == (False, 0.0, 1)
+    assert ConversationSpec.from_row(spec.to_row()) == spec

@@ -242,3 +242,20 @@ def test_generated_questions_are_cleaned(reply, question):
     from raft.synthetic import clean_question
 
     assert clean_question(reply) == question
+
+
+def test_stats_record_what_the_samples_cost(generated):
+    persona, _, first = generated
+    stats = json.loads((persona / "finetune" / "stats.json").read_text())
+    data, each = stats["cost"]["data"], stats["cost"]["per_sample"]
+    calls = (persona / "finetune" / "cache_keys.txt").read_text().split()
+    # Every call behind the samples was made by this first run, and its row kept its cost.
+    assert (data["calls"], data["calls_unrecorded"]) == (len(calls), 0)
+    # Two rephrasings a question, at most one batch per pass, and any memory judged alone.
+    assert data["calls"] <= 6 * (2 + 2) + 2 * stats["memories"]["judged_alone"]
+    # A question's calls run back to back and open alike: llama.cpp's KV cache served some.
+    assert 0 < data["cached"] < data["prompt"] and data["completion"] > 0
+    assert data["evaluated"] == data["prompt"] - data["cached"] and data["seconds"] > 0
+    assert each["calls"] == round(data["calls"] / 6, 2)
+    assert each["evaluated"] == round(data["evaluated"] / 6, 2)
+    assert f"cost per sample: {each['calls']:g} model calls" in first.stdout

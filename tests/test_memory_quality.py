@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from raft.backends.embed import make_embedder
-from raft.backends.llm import CachedLLM
+from raft.backends.llm import CachedLLM, Reply, Usage
 from raft.conversation import ConversationSpec
 from raft.memories import Memory, Recall, gate_reason
 from raft.memory_quality import memory_quality, sample_quality, source_match
@@ -80,7 +80,8 @@ class Rephraser(PromptRecorder):
             return super().complete(messages, schema=schema, **params)
         self.prompts.append(messages[-1]["content"])
         prompt = messages[-1]["content"]
-        return next((r for key, r in self.REPLIES.items() if key in prompt), OFF_PASSAGE)
+        reply = next((r for key, r in self.REPLIES.items() if key in prompt), OFF_PASSAGE)
+        return Reply(reply, Usage(1))
 
 
 def test_extractive_memories_are_the_authors_sentences_about_the_question(embedder):
@@ -130,7 +131,7 @@ def test_recall_in_the_extractive_style_makes_no_llm_call_and_skips_the_gate(sto
     memories = recall.recall("What do bees teach you?", before=None)
     assert len(memories) == 6
     assert not any("one or two sentences" in p for p in model.prompts)  # no rephrase prompt
-    assert len(model.prompts) == 6  # only the judge, once per memory
+    assert len(model.prompts) == 1  # only the judge: one batch for the six memories
     for memory in memories:
         assert memory.rephrased and memory.rephrased in memory.text
         assert memory.gate == "" and memory.useful is True

@@ -11,7 +11,9 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, fields
 from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +25,44 @@ from raft.backends.spec import BackendSpec, parse_spec, redact, redact_url
 from raft.errors import RaftError
 
 Messages = list[dict[str, str]]
+
+
+@dataclass
+class Usage:
+    """What model calls cost: tokens as the backend reports them, and wall time."""
+
+    calls: int = 0
+    prompt: int = 0  # prompt tokens sent
+    cached: int = 0  # of which a KV or prompt cache served, so they were not evaluated
+    completion: int = 0
+    seconds: float = 0.0
+
+    @property
+    def evaluated(self) -> int:
+        """Prompt tokens the model processed afresh: what a prompt cache cannot save."""
+        return self.prompt - self.cached
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
+    def row(self) -> dict[str, Any]:
+        return asdict(self) | {"evaluated": self.evaluated, "seconds": round(self.seconds, 3)}
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Usage:
+        return cls(**{f.name: row.get(f.name, 0) for f in fields(cls)})
+
+    @classmethod
+    def total(cls, usages: Iterable[Usage]) -> Usage:
+        return sum(usages, cls())
+
+
+@dataclass
+class Reply:
+    """A backend's answer to one call: the text and what it cost."""
+
+    text: str
+    usage: Usage
 
 
 class LLM(Protocol):
@@ -38,7 +78,7 @@ class LLM(Protocol):
         max_tokens: int = 512,
         seed: int = 0,
         stop: list[str] | None = None,
-    ) -> str: ...
+    ) -> Reply: ...
 
     def stream(
         self,
@@ -117,6 +157,8 @@ class LlamaCppLLM:
     ):
         response_format = {"type": "json_object", "schema": schema} if schema else None
         with self._lock:
+            llama = self.llama
+            kept = list(llama.input_ids[: llama.n_tokens])  # the tokens whose KV it holds
             try:
                 out = self.llama.create_chat_completion(
                     messages=messages,
@@ -128,7 +170,12 @@ class LlamaCppLLM:
                 )
             except ValueError as exc:  # llama.cpp reports an over-long prompt this way
                 raise RaftError(f"{self.model_id}: {exc}") from None
-        return out["choices"][0]["message"]["content"] or ""
+            prompt = out["usage"]["prompt_tokens"]
+            cached = _common_prefix(kept, list(self.llama.input_ids[:prompt]))
+        # llama-cpp-python evaluates only what follows the longest prefix its context holds,
+        # and always the prompt's last token, to have fresh logits to sample from.
+        usage = Usage(1, prompt, min(cached, prompt - 1), out["usage"]["completion_tokens"])
+        return Reply(out["choices"][0]["message"]["content"] or "", usage)
 
     def stream(self, messages, *, temperature=0.0, max_tokens=512, seed=0, stop=None):
         with self._lock:  # held until the stream is drained or closed
@@ -147,6 +194,15 @@ class LlamaCppLLM:
                         yield text
             except ValueError as exc:
                 raise RaftError(f"{self.model_id}: {exc}") from None
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 class OpenAILLM:
@@ -177,14 +233,14 @@ class OpenAILLM:
         elif schema:
             extra["response_format"] = {"type": "json_object", "schema": schema}
         out = client.chat.completions.create(model=self.model, messages=messages, **params, **extra)
-        return out.choices[0].message.content or ""
+        return Reply(out.choices[0].message.content or "", _usage(out.usage))
 
-    def _probe_schema_format(self, messages: Messages, schema: dict, **params) -> str | None:
+    def _probe_schema_format(self, messages: Messages, schema: dict, **params) -> Reply | None:
         """Try `json_schema` once; switch to `json_object` if the server rejects the field."""
         import openai
 
         try:
-            text = self._create(
+            reply = self._create(
                 self.client.with_options(max_retries=0), messages, schema, "json_schema", **params
             )
         except openai.APIStatusError as exc:
@@ -194,7 +250,7 @@ class OpenAILLM:
         except openai.APIError:
             return None  # not an answer about the format; the normal path retries
         self._schema_format = "json_schema"
-        return text
+        return reply
 
     def complete(
         self, messages, *, schema=None, temperature=0.0, max_tokens=512, seed=0, stop=None
@@ -204,9 +260,9 @@ class OpenAILLM:
         params = sampling(temperature, max_tokens, seed, stop)
         with self._slots:
             if schema and self._schema_format is None:
-                text = self._probe_schema_format(messages, schema, **params)
-                if text is not None:
-                    return text
+                reply = self._probe_schema_format(messages, schema, **params)
+                if reply is not None:
+                    return reply
             fmt = self._schema_format or "json_schema"
             try:
                 return self._create(self.client, messages, schema, fmt, **params)
@@ -234,15 +290,28 @@ class OpenAILLM:
                 raise self._error(exc) from None
 
 
+def _usage(reported: Any) -> Usage:
+    """Usage as an OpenAI-compatible server reports it; `cached_tokens` is OpenAI's automatic
+    prompt caching (and servers that copy it); servers that report no usage cost 0 tokens."""
+    if reported is None:
+        return Usage(calls=1)
+    details = getattr(reported, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None) or 0
+    return Usage(1, reported.prompt_tokens or 0, cached, reported.completion_tokens or 0)
+
+
 class CachedLLM:
-    """Any LLM behind the call cache; `calls` counts the calls that reached the model."""
+    """Any LLM behind the call cache; `usage` adds up the calls that reached the model.
+
+    A cached answer keeps what its call cost, so `recorded_usage` can tell what a dataset
+    cost to make even when every call of this run came from the cache."""
 
     def __init__(self, inner: LLM, cache: Cache | None = None):
         self.inner = inner
         self.cache = cache
         self.model_id = inner.model_id
         self.concurrency = inner.concurrency
-        self.calls = 0
+        self.usage = Usage()
         # Set to a dict to collect key -> request of every call served (ft:gen records
         # them so `raft check` can read what training sent); off for long-lived servers.
         self.ledger: dict[str, str] | None = None
@@ -266,16 +335,30 @@ class CachedLLM:
                 self.ledger[key] = request
         return key, request
 
+    @property
+    def calls(self) -> int:
+        return self.usage.calls
+
     def _cached(self, key: str) -> str | None:
         hit = self.cache.get(key) if self.cache is not None else None
         return None if hit is None else json.loads(hit)["content"]
 
-    def _store(self, key: str, request: str, text: str) -> None:
+    def _store(self, key: str, request: str, reply: Reply) -> None:
         with self._count_lock:
-            self.calls += 1
+            self.usage += reply.usage
         if self.cache is not None:
-            value = json.dumps({"content": text}).encode("utf-8")
-            self.cache.put(key, "chat", value, request=request)
+            row = {"content": reply.text, "usage": reply.usage.row()}
+            self.cache.put(key, "chat", json.dumps(row).encode("utf-8"), request=request)
+
+    def recorded_usage(self, keys: Iterable[str]) -> tuple[Usage, int]:
+        """What the cached calls of `keys` cost when they were made, and how many of them
+        were cached before costs were recorded (they count as no tokens)."""
+        if self.cache is None:
+            return Usage(), 0
+        rows = [json.loads(value) for value in self.cache.get_many(keys).values()]
+        return Usage.total(Usage.from_row(r["usage"]) for r in rows if "usage" in r), sum(
+            "usage" not in r for r in rows
+        )
 
     def complete(
         self, messages, *, schema=None, temperature=0.0, max_tokens=512, seed=0, stop=None
@@ -290,8 +373,11 @@ class CachedLLM:
             try:
                 text = self._cached(key)
                 if text is None:
-                    text = self.inner.complete(messages, schema=schema, **params)
-                    self._store(key, request, text)
+                    started = time.perf_counter()
+                    reply = self.inner.complete(messages, schema=schema, **params)
+                    reply.usage.seconds = time.perf_counter() - started
+                    self._store(key, request, reply)
+                    text = reply.text
             finally:
                 with self._count_lock:  # later callers find the answer in the cache
                     self._key_locks.pop(key, None)
@@ -307,11 +393,13 @@ class CachedLLM:
         if text is not None:
             yield text
             return
-        pieces = []
+        pieces, started = [], time.perf_counter()
         for piece in self.inner.stream(messages, **params):
             pieces.append(piece)
             yield piece
-        self._store(key, request, "".join(pieces))
+        # Streams report no token counts; the call and its time still count.
+        usage = Usage(1, seconds=time.perf_counter() - started)
+        self._store(key, request, Reply("".join(pieces), usage))
 
 
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.MULTILINE)

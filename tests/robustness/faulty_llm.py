@@ -16,13 +16,16 @@ from typing import Any
 from fastapi import Request
 
 
-def instance(schema: dict[str, Any]) -> Any:
-    """A minimal valid value for a JSON schema (what a well-behaved model would return)."""
+def instance(schema: dict[str, Any], n: int = 0) -> Any:
+    """A minimal valid value for a JSON schema (what a well-behaved model would return); the
+    `n`th item of an array takes the `n`th value of an enum, so a batch names each memory."""
     if "enum" in schema:
-        return schema["enum"][0]
+        return schema["enum"][n % len(schema["enum"])]
     kind = schema.get("type")
     if kind == "object":
-        return {k: instance(v) for k, v in schema.get("properties", {}).items()}
+        return {k: instance(v, n) for k, v in schema.get("properties", {}).items()}
+    if kind == "array":
+        return [instance(schema["items"], k) for k in range(schema.get("minItems", 1))]
     return {"boolean": True, "integer": 1, "number": 1.0, "string": "ok"}.get(kind, "ok")
 
 

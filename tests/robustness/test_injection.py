@@ -79,8 +79,8 @@ def test_untrusted_text_cannot_close_its_quote_in_any_prompt(tmp_path):
 
     item = BenchItem("iv#0", "iv", "2023-01-10", "Mo", "Lena", 0, "Bees?", "Yes.", [], [], [], "")
     judge = PromptRecorder()
-    pairwise(judge, item, HOSTILE, "A plain reply.")
-    discriminate(judge, item, [HOSTILE])
+    pairwise(CachedLLM(judge), item, HOSTILE, "A plain reply.")
+    discriminate(CachedLLM(judge), item, [HOSTILE])
     assert len(judge.prompts) == 3
     for prompt in judge.prompts:
         assert_quoted(prompt, HOSTILE)
@@ -98,3 +98,10 @@ def test_untrusted_text_cannot_close_its_quote_in_any_prompt(tmp_path):
     assert len(model.prompts) == 3
     for prompt in model.prompts:
         assert_quoted(prompt, HOSTILE)
+    # Batched, the numbered memories share one fence, which the memory cannot close either.
+    recall.judge_questions("Bees?", [memory])
+    recall.judge_answers("Bees?", HOSTILE, [memory])
+    assert len(model.prompts) == 5
+    for prompt in model.prompts[3:]:
+        assert_quoted(prompt, f"Memory 1: {HOSTILE}")
+    assert_quoted(model.prompts[4], HOSTILE)  # the answer, in a fence of its own
