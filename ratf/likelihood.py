@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from raft.backends.tokens import common_prefix
 from raft.console import Tally
 from raft.conversation import Budget, Message
 from raft.errors import UsageError
@@ -235,15 +236,6 @@ class AnswerScorer:
         if extra > 0:
             self.cache.crop(-extra)  # negative: remove that many from the end
             self.cached = self.cached[:length]
-
-
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def score_items(

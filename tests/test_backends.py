@@ -12,6 +12,7 @@ from raft.backends.embed import make_embedder
 from raft.backends.llm import (
     CachedLLM,
     LlamaCppLLM,
+    OpenAILLM,
     Reply,
     StructuredOutputError,
     Usage,
@@ -198,3 +199,50 @@ def test_embedding_cache_embeds_only_new_texts(tmp_path):
 def test_token_counts_work_offline():
     assert count_tokens("hello world") == 2
     assert count_tokens("") == 0
+
+
+def chat_server(refuse: str | None, bodies: list[dict]):
+    """An OpenAI-compatible chat endpoint that records request bodies; it answers 400 about
+    a field named `refuse` when a request carries it, as strict servers do."""
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
+
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        body = await request.json()
+        bodies.append(body)
+        if refuse in body:
+            error = {"message": f"Unrecognized request argument supplied: {refuse}"}
+            return JSONResponse({"error": error}, 400)
+        message = {"role": "assistant", "content": "A reply."}
+        usage = {"prompt_tokens": 30, "completion_tokens": 3, "total_tokens": 33}
+        usage["prompt_tokens_details"] = {"cached_tokens": 20}
+        return {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": usage,
+        }
+
+    return app
+
+
+@pytest.mark.parametrize("refuse", [None, "cache_prompt"])
+def test_a_server_is_asked_to_keep_its_prompt_cache_unless_it_refuses(refuse):
+    from tests.helpers import serve_app
+
+    bodies: list[dict] = []
+    with serve_app(chat_server(refuse, bodies)) as url:
+        llm = CachedLLM(OpenAILLM("any", url))
+        assert llm.complete(QUESTION) == "A reply."
+        llm.complete([{"role": "user", "content": "And another?"}])
+    sent = [body.get("cache_prompt") for body in bodies]
+    # A refusal costs one request more, once: later requests go without the field.
+    assert sent == ([True, True] if refuse is None else [True, None, None])
+    # The server's own count of cached prompt tokens is what the call cost.
+    assert (llm.usage.calls, llm.usage.prompt, llm.usage.cached) == (2, 60, 40)
+    assert llm.usage.evaluated == 20 and llm.usage.completion == 6

