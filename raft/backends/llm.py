@@ -161,7 +161,7 @@ class LlamaCppLLM:
             llama = self.llama
             kept = list(llama.input_ids[: llama.n_tokens])  # the tokens whose KV it holds
             try:
-                out = self.llama.create_chat_completion(
+                out = llama.create_chat_completion(
                     messages=messages,
                     response_format=response_format,
                     temperature=temperature,
@@ -172,7 +172,7 @@ class LlamaCppLLM:
             except ValueError as exc:  # llama.cpp reports an over-long prompt this way
                 raise RaftError(f"{self.model_id}: {exc}") from None
             prompt = out["usage"]["prompt_tokens"]
-            cached = common_prefix(kept, list(self.llama.input_ids[:prompt]))
+            cached = common_prefix(kept, list(llama.input_ids[:prompt]))
         # llama-cpp-python evaluates only what follows the longest prefix its context holds,
         # and always the prompt's last token, to have fresh logits to sample from.
         usage = Usage(1, prompt, min(cached, prompt - 1), out["usage"]["completion_tokens"])
