@@ -7,6 +7,9 @@ import threading
 import numpy as np
 import pytest
 
+# At module level: FastAPI resolves the handlers' string annotations in these globals.
+from fastapi import Request
+
 from raft.backends.cache import Cache
 from raft.backends.embed import make_embedder
 from raft.backends.llm import (
@@ -204,7 +207,7 @@ def test_token_counts_work_offline():
 def chat_server(refuse: str | None, bodies: list[dict]):
     """An OpenAI-compatible chat endpoint that records request bodies; it answers 400 about
     a field named `refuse` when a request carries it, as strict servers do."""
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
     from fastapi.responses import JSONResponse
 
     app = FastAPI()
