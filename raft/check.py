@@ -185,7 +185,8 @@ def _line_text(line: str) -> str:
 
 def check_personal_data(persona: Persona) -> str | None:
     """No e-mail address, phone number, personal URL token or blocked word in any file of
-    any dataset under finetune/. Says what and where, never the match itself."""
+    any dataset under finetune/. Says what and where, never the match itself, and what to
+    run to fix it."""
     from raft.scrub import KINDS, blocked_words, find_private, hint
 
     try:
@@ -193,20 +194,54 @@ def check_personal_data(persona: Persona) -> str | None:
     except RaftError as exc:
         return f"cannot read the blocked words: {exc}"
     folder = persona.finetune
-    first, found, files = "", 0, set()
+    first, matched, files = "", [], set()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []:
         with open(path, encoding="utf-8", errors="replace") as handle:
             for number, line in enumerate(handle, 1):
                 private = find_private(_line_text(line), blocked)
                 if private and not first:
-                    kind, matched = private[0]
-                    first = f"{path}:{number} has {KINDS[kind]} ({hint(kind, matched)})"
-                found += len(private)
+                    kind, text = private[0]
+                    first = f"{path}:{number} has {KINDS[kind]} ({hint(kind, text)})"
+                matched += [text for _, text in private]
                 files.update([path] if private else [])
-    if not found:
+    if not matched:
         return None
-    more = f"; {found} in all, in {len(files)} file(s)" if found > 1 else ""
-    return f"{first}{more}: scrub the source (raft fetch --scrub) and run ft:gen again"
+    more = f"; {len(matched)} in all, in {len(files)} file(s)" if len(matched) > 1 else ""
+    return f"{first}{more}: {fixes_for(persona, matched)}"
+
+
+def _file_text(path: Path) -> str:
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return "\n".join(_line_text(line) for line in handle)
+
+
+def fixes_for(persona: Persona, matched: list[str]) -> str:
+    """The commands that remove personal data found in finetune/, by where ft:gen took it
+    from: a training transcript (its text, url or names), or the corpus (a document's text,
+    title or link); what is in neither was written into finetune/ some other way."""
+    name = persona.name
+    sources = [(p, _file_text(p)) for p in sorted(persona.transcripts.glob("*.json"))]
+    corpus = [p for p in (persona.corpus, persona.chunks) if p.is_file()]
+    sources += [(p, _file_text(p)) for p in corpus]
+    distinct = list(dict.fromkeys(matched))[:50]  # enough to name every place it comes from
+    found = dict.fromkeys(next((p for p, body in sources if t in body), None) for t in distinct)
+    transcripts = [p for p in found if p is not None and p not in corpus]
+    fixes = []
+    if transcripts:
+        others = f" and {len(transcripts) - 1} more" if len(transcripts) > 1 else ""
+        fixes.append(
+            f"it is in {transcripts[0]}{others}: move the file out of {persona.transcripts} "
+            f"and add it again with `raft transcript:add {name} FILE --scrub` (or edit it)"
+        )
+    if any(p in corpus for p in found):
+        fixes.append(
+            f"it is in the corpus: move {persona.corpus} aside (a fetch never rewrites a "
+            f"document it has), run `raft fetch {name} --scrub`, `raft chunk {name}` and "
+            f"`raft embed {name}`"
+        )
+    if None in found:
+        fixes.append("it is in no transcript or corpus file: edit or remove it in finetune/")
+    return "; ".join(fixes) + f"; then run `raft ft:gen {name}`"
 
 
 def run_checks(persona: Persona) -> list[Check]:

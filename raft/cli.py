@@ -57,15 +57,17 @@ def fetch(persona: Persona, sources: tuple[str, ...], per_host: int, scrub: bool
 
     Without --from, refreshes the sources recorded in persona.toml, or else
     https://NAME.substack.com. New sources are recorded. Re-running fetches only what is new.
-    --scrub replaces personal data in each new document's title and text, now and in every
-    later fetch (persona.toml records scrub = true); list names and places to hide as
+    --scrub replaces personal data in each new document's title, link and text, now and in
+    every later fetch (persona.toml records scrub = true); list names and places to hide as
     blocked_words = ["Jo Park", "Elm Street"] in persona.toml.
     Example: raft fetch sample --from data/sample/essays
     """
     from raft.corpus import check_per_host, fetch_corpus
     from raft.scrub import chosen_scrubber, describe_counts
+    from raft.sources.budget import file_limits
 
     check_per_host(per_host)  # before the progress bar, so the error stands alone
+    file_limits()  # RAFT_MAX_FILE_*, likewise
     scrubber = chosen_scrubber(persona, scrub)
     with progress_bar() as progress:
         summary = fetch_corpus(
@@ -191,7 +193,8 @@ def _iso_date(value: str | None) -> str | None:
 @click.option(
     "--scrub",
     is_flag=True,
-    help="Replace e-mails, phones, URL tokens and blocked words (kept in persona.toml).",
+    help="Replace e-mails, phones, URL tokens and blocked words in the text, names and url "
+    "(kept in persona.toml).",
 )
 def transcript_add(
     persona: Persona,

@@ -26,6 +26,7 @@ from raft.files import read_jsonl, write_failed
 from raft.paths import Persona
 from raft.scrub import Scrubber
 from raft.sources import Document, Failure, Item, Skipped
+from raft.sources.budget import file_limits
 from raft.sources.feeds import feed_documents, feed_problem, parse_feed
 from raft.sources.http import Fetcher, FetchError
 from raft.sources.local import local_documents
@@ -257,14 +258,17 @@ def _is_root(url: str) -> bool:
 
 
 def scrub_document(doc: Document, scrubber: Scrubber) -> Document:
-    """The document with personal data in its title and text replaced; a paged document
-    is scrubbed page by page, so its page offsets still point at the start of each page."""
+    """The document with personal data in its title, link and text replaced; a paged
+    document is scrubbed page by page, so its page offsets still point at the start of each
+    page. The id is made from the scrubbed link, so it carries no token either, and links
+    that differ only in a personal token (one reader's copy, another's) are one document."""
+    title, link = scrubber.scrub(doc.title), scrubber.scrub(doc.link)
     if not doc.pages:
-        return replace(doc, title=scrubber.scrub(doc.title), content=scrubber.scrub(doc.content))
+        return replace(doc, title=title, link=link, content=scrubber.scrub(doc.content))
     ends = [*doc.pages[1:], len(doc.content)]
     pages = [scrubber.scrub(doc.content[a:b]) for a, b in zip(doc.pages, ends, strict=True)]
     starts = tuple(accumulate((len(page) for page in pages[:-1]), initial=doc.pages[0]))
-    return replace(doc, title=scrubber.scrub(doc.title), content="".join(pages), pages=starts)
+    return replace(doc, title=title, link=link, content="".join(pages), pages=starts)
 
 
 def check_per_host(per_host: int) -> None:
@@ -295,6 +299,7 @@ def fetch_corpus(
     """Fetch every source into corpus.jsonl; sources given explicitly are recorded. With a
     scrubber, personal data in each new document's title and text is replaced first."""
     check_per_host(per_host)
+    file_limits()  # a bad budget in the environment stops the fetch before it reads anything
     given = list(sources)
     chosen = given or default_sources(persona)
     persona.root.mkdir(parents=True, exist_ok=True)

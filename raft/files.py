@@ -64,6 +64,23 @@ def write_json(path: Path, data: Any) -> None:
         handle.write("\n")
 
 
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on `PATH.lock` for a read-modify-write of `path`, so that
+    threads and processes updating it at once lose no update (write it atomically)."""
+    import fcntl
+
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(path.with_name(path.name + ".lock"), "a")  # noqa: SIM115 (closed below)
+    except OSError as exc:
+        raise write_failed(path, exc) from exc
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        yield
+
+
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     """Write rows as JSON Lines atomically; return how many were written."""
     count = 0
@@ -84,6 +101,8 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
                 yield json.loads(line)
             except json.JSONDecodeError as exc:
                 raise RaftError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+            except RecursionError:  # json's decoder gives up on arrays nested thousands deep
+                raise RaftError(f"{path}:{number}: not valid JSON (nested too deeply)") from None
 
 
 def count_lines(path: Path) -> int:

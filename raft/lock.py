@@ -4,7 +4,8 @@ Commands that write into a persona folder hold it exclusively; `chat` and `serve
 shared, so readers run side by side but never beside a writer. A command that cannot have
 the lock fails at once, naming the holder. A flock belongs to the open file, so the kernel
 drops it when its process ends, even by SIGKILL: a stale lock never blocks anyone. The file
-only says who holds the lock (one `pid mode command line` a line), for that message.
+only says who holds the lock (one `pid mode command line` a line, secrets left out), for
+that message; it is private to its owner (0600) and never followed through a symlink.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ import errno
 import fcntl
 import functools
 import os
+import re
 import shlex
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from raft.backends.spec import redact
 from raft.errors import RaftError
@@ -27,6 +30,16 @@ from raft.paths import Persona
 
 LOCK_FILE = ".lock"
 EXCLUSIVE, SHARED = "exclusive", "shared"
+HIDDEN = "REDACTED"  # what the record shows for the value of an option that holds a secret
+# Options whose value is a secret, by their parameter's name: api_key, and any later
+# *_token, *_password, ... (not max_tokens).
+_SECRET_NAME = re.compile(r"(?:^|_)(?:key|token|secret|password|passwd|credentials?)$")
+# How long a reader retries while another reader holds the lock alone to rewrite the
+# record (microseconds, unless the machine is very busy); a writer holds it far longer.
+JOIN_WAIT = 0.5
+# No symlink followed; and a FIFO planted there must not block the open.
+_NOT_THROUGH = os.O_NOFOLLOW | os.O_NONBLOCK
+RECORD_MAX = 65_536  # bytes of the record read for the message; live holders need far fewer
 
 
 class PersonaBusy(RaftError):
@@ -53,13 +66,16 @@ def persona_lock(
         return
     try:
         try:
-            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            alone = _take(fd, shared)
         except BlockingIOError:
             raise PersonaBusy(
-                f"{persona.root} is in use by {holder(path)}: try again when it has finished "
+                f"{persona.root} is in use by {holder(fd)}: try again when it has finished "
                 "(one command at a time may write to a persona)"
             ) from None
-        _record(fd, SHARED if shared else EXCLUSIVE, command)
+        _record(fd, SHARED if shared else EXCLUSIVE, command, alone)
+        if shared and alone:
+            # Linux converts a flock in one step: no writer can slip in between.
+            fcntl.flock(fd, fcntl.LOCK_SH)
         try:
             yield
         finally:
@@ -70,25 +86,69 @@ def persona_lock(
 
 def _open(path: Path) -> int | None:
     """The lock file for writing its record; read-only where the folder is (a flock works
-    on either); None where it cannot even be created."""
+    on either); None where it cannot even be created. A symlink or anything but a regular
+    file is refused: opening it would write into (or create) whatever it points at."""
     try:
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | _NOT_THROUGH, 0o600)
     except OSError as exc:
         if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
-            raise
-    try:
-        return os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
+            _refuse_odd(path, exc)
+        try:
+            fd = os.open(path, os.O_RDONLY | _NOT_THROUGH)
+        except FileNotFoundError:
+            return None
+        except OSError as again:
+            _refuse_odd(path, again)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO, a device
+        os.close(fd)
+        raise _not_a_file(path)
+    with suppress(OSError):  # a lock file of an older raft, readable by all
+        os.fchmod(fd, 0o600)
+    return fd
 
 
-def _record(fd: int, mode: str, command: str) -> None:
-    """Say who holds the lock: a writer replaces the record, a reader adds its line."""
+def _refuse_odd(path: Path, exc: OSError) -> NoReturn:
+    """A one-line error for a lock path that is a symlink or a folder; others go on up."""
+    if exc.errno == errno.ELOOP:
+        raise RaftError(
+            f"{path} is a symbolic link: remove it (raft keeps its lock there, and writes "
+            "through no link)"
+        ) from None
+    raise _not_a_file(path) if exc.errno == errno.EISDIR else exc
+
+
+def _not_a_file(path: Path) -> RaftError:
+    return RaftError(f"{path} is not a regular file: remove it (raft keeps its lock there)")
+
+
+def _take(fd: int, shared: bool) -> bool:
+    """Take the lock without waiting for its holder; True when this process has it alone
+    (exclusive for now, so that it may rewrite the record), else it joins other readers.
+    BlockingIOError when a holder excludes it."""
+    deadline = time.monotonic() + JOIN_WAIT
+    while True:
+        with suppress(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        if not shared:
+            raise BlockingIOError
+        with suppress(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        if time.monotonic() > deadline:
+            raise BlockingIOError
+        time.sleep(0.02)
+
+
+def _record(fd: int, mode: str, command: str, alone: bool) -> None:
+    """Say who holds the lock. A holder alone replaces the record: every line in it is a
+    dead holder's. A reader that joins others adds its line: rewriting the file could
+    drop the line of a reader that joined meanwhile."""
     line = f"{os.getpid()} {mode} {' '.join(redact(command).split()) or '?'}\n"
     # Best effort: the record only improves a message, so a full disk or a read-only
     # folder must not stop the command (it meets those itself, with a clearer error).
     with suppress(OSError):
-        if mode == EXCLUSIVE:
+        if alone:
             os.ftruncate(fd, 0)
         os.write(fd, line.encode("utf-8", "replace"))
 
@@ -112,45 +172,77 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def holder(path: Path) -> str:
+def holder(fd: int) -> str:
     """Who holds the lock, as its record says: '`raft serve lena` (pid 42)', or a vaguer
     phrase when nothing live is recorded (the holder writes its line just after locking)."""
     deadline = time.monotonic() + 1.0
     while True:
-        found = _live_holders(path)
+        found = _live_holders(fd)
         if found or time.monotonic() > deadline:
             break
         time.sleep(0.05)
     return "; ".join(f"`{command}` (pid {pid})" for pid, command in found) or "another process"
 
 
-def _live_holders(path: Path) -> list[tuple[int, str]]:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+def _live_holders(fd: int) -> list[tuple[int, str]]:
+    """(pid, command) of each holder the record names that is still running."""
+    try:  # through the descriptor opened without following links, not the path again
+        text = os.pread(fd, RECORD_MAX, 0).decode("utf-8", "replace")
     except OSError:
         return []
-    rows = []
+    found: dict[int, str] = {}
     for line in text.splitlines():
         pid, mode, command = ([*line.split(" ", 2), "", ""])[:3]
-        if pid.isdigit() and mode in (EXCLUSIVE, SHARED):
-            rows.append((int(pid), mode, command))
-    # A writer's line is current only while it is the last one: readers append theirs only
-    # once no writer holds the lock, so a writer's line before them is left by a killed one.
-    if rows and rows[-1][1] == EXCLUSIVE:
-        rows = rows[-1:]
-    else:
-        rows = [row for row in rows if row[1] == SHARED]
-    found = {pid: command for pid, _, command in rows if _alive(pid)}
+        if pid.isdigit() and mode in (EXCLUSIVE, SHARED) and _alive(int(pid)):
+            found[int(pid)] = command
     return list(found.items())
 
 
 def command_line() -> str:
-    """This process's command line as typed (recorded with any credentials left out)."""
+    """This process's command line as typed, the value of every option that holds a
+    secret (`--api-key`) replaced; `_record` also redacts credentials in URLs."""
     import click
 
     context = click.get_current_context(silent=True)
     program = context.find_root().info_name if context else Path(sys.argv[0]).name
-    return shlex.join([program or "raft", *sys.argv[1:]])
+    return shlex.join([program or "raft", *hide_secrets(sys.argv[1:], _secret_options())])
+
+
+def _secret_options() -> set[str]:
+    """The option strings (`--api-key`) of the running command and its groups that take a
+    secret as their value."""
+    import click
+
+    options: set[str] = set()
+    context = click.get_current_context(silent=True)
+    while context is not None:
+        for param in context.command.params:
+            if (
+                isinstance(param, click.Option)
+                and not param.is_flag
+                and _SECRET_NAME.search(param.name or "")
+            ):
+                options.update(param.opts)
+        context = context.parent
+    return options
+
+
+def hide_secrets(args: list[str], options: set[str]) -> list[str]:
+    """`args` with the value of each of `options` (`--api-key KEY`, `--api-key=KEY`)
+    replaced by REDACTED."""
+    shown: list[str] = []
+    value_next = False
+    for arg in args:
+        name, equals, _ = arg.partition("=")
+        if value_next:
+            shown.append(HIDDEN)
+            value_next = False
+        elif name in options:
+            shown.append(f"{name}={HIDDEN}" if equals else arg)
+            value_next = not equals
+        else:
+            shown.append(arg)
+    return shown
 
 
 def hold_persona_locks(

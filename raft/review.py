@@ -9,7 +9,6 @@ review.json, sorted so that it reads and diffs well:
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,13 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from raft.console import warn
 from raft.errors import UsageError
-from raft.files import write_json
+from raft.files import locked, write_json
 
 if TYPE_CHECKING:
     from raft.dataset import Sample
 
 REVIEW_FILE = "review.json"
-LOCK_FILE = REVIEW_FILE + ".lock"
 DROPPED = "dropped in review"  # the useful_reason of a memory dropped in review
 
 
@@ -79,9 +77,7 @@ def mark(folder: Path, sample: str, memory: str | None, drop: bool) -> Review:
     if not sample or memory == "":
         raise UsageError("a review mark needs a sample id, and a chunk id if it names a memory")
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / LOCK_FILE, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+    with locked(folder / REVIEW_FILE):
         review = load_review(folder)
         if memory is None:
             marks, item = review.samples, sample

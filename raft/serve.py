@@ -21,6 +21,7 @@ import asyncio
 import hmac
 import json
 import math
+import re
 import threading
 import time
 import uuid
@@ -45,6 +46,9 @@ MAX_REPLY_TOKENS = 4096  # the largest `max_tokens` a request may ask for
 SEED_RANGE = (-(2**63), 2**63 - 1)
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 ANY_ADDRESS = {"0.0.0.0", "::", ""}
+# A Host header as RFC 9110 has it: a DNS name or IPv4 address, or an IPv6 address in
+# brackets, then an optional port of digits; nothing else (no userinfo, no path).
+_HOST = re.compile(r"(?:\[(?P<ipv6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9_.-]+))(?::[0-9]{1,5})?")
 
 
 class ApiError(Exception):
@@ -201,13 +205,20 @@ def model_name(body: dict[str, Any], replicas: Replicas) -> str:
     return name
 
 
-def host_name(header: str) -> str:
-    """The name in a Host header, without port, brackets or a trailing dot, lower case."""
-    header = header.strip().lower()
-    if header.startswith("["):
-        return header[1 : header.find("]")] if "]" in header else header
-    name = header.rsplit(":", 1)[0] if header.count(":") == 1 else header
-    return name.rstrip(".")
+def host_name(header: str) -> str | None:
+    """The name in a Host header, without port, brackets or a trailing dot, lower case;
+    None for anything but `host[:port]` (`127.0.0.1:1@evil.example` is not 127.0.0.1)."""
+    match = _HOST.fullmatch(header.strip().lower())
+    if match is None:
+        return None
+    return match["ipv6"] or match["name"].rstrip(".")
+
+
+def allowed_name(name: str) -> str:
+    """A --host or --allow-host value as `host_name` reads a Host header: `::1` (as
+    --host takes it) and `[::1]` are one name; `*` stays `*`."""
+    bare_ipv6 = name.count(":") > 1 and not name.startswith("[")
+    return host_name(f"[{name}]" if bare_ipv6 else name) or name
 
 
 class Guard:
@@ -224,14 +235,15 @@ class Guard:
     ):
         self.app = app
         self.api_key = api_key
-        self.hosts = {host_name(h) for h in hosts}
+        self.hosts = {allowed_name(h) for h in hosts}
         self.public = public  # (method, path) served without the key: pages, the blind test
 
     def refusal(self, scope: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
         from starlette.datastructures import Headers
 
         headers = Headers(scope=scope)
-        if "*" not in self.hosts and host_name(headers.get("host", "")) not in self.hosts:
+        name = host_name(headers.get("host", ""))
+        if name is None or ("*" not in self.hosts and name not in self.hosts):
             message = "this Host is not served (add it with `raft serve --allow-host NAME`)"
             return 400, error_body(message, "invalid_request_error", "host_not_allowed")
         if self.api_key and not (self.public and self.public(scope["method"], scope["path"])):

@@ -51,14 +51,16 @@ def _fail(path: Path, problem: str) -> TranscriptError:
     return TranscriptError(f"{path}: {problem}")
 
 
-def load_interview(path: Path, benchmark: bool = False) -> Interview:
-    """Read and validate one transcript file."""
+def load_interview(path: Path, benchmark: bool = False, body: bytes | None = None) -> Interview:
+    """Read and validate one transcript file (`body`: its bytes, when already read)."""
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
+        data = json.loads((path.read_bytes() if body is None else body).decode("utf-8"))
     except UnicodeDecodeError:
         raise _fail(path, "not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise _fail(path, f"not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except RecursionError:  # json's decoder gives up on arrays nested thousands deep
+        raise _fail(path, "not a transcript (JSON nested too deeply)") from None
     if not isinstance(data, dict):
         raise _fail(path, "expected a JSON object with participants, date, url, exchanges")
     people = data.get("participants")
@@ -96,6 +98,15 @@ def load_interview(path: Path, benchmark: bool = False) -> Interview:
         benchmark=benchmark,
         sources=_sources(path, data.get("sources"), len(pairs)),
     )
+
+
+def check_lengths(name: str, exchanges: list[list[str]]) -> None:
+    """Refuse, naming the input `name`, a question or answer longer than MAX_TEXT_CHARS."""
+    for number, pair in enumerate(exchanges, 1):
+        if max(len(text) for text in pair) > MAX_TEXT_CHARS:
+            raise UsageError(
+                f"{name}: exchange {number} is longer than {MAX_TEXT_CHARS:,} characters"
+            )
 
 
 def _sources(path: Path, sources: object, exchanges: int) -> tuple[tuple[str, ...], ...]:
@@ -204,15 +215,6 @@ def interview_memory_rows(interviews: list[Interview]) -> list[dict]:
     return rows
 
 
-def parse_plain_transcript(text: str, interviewer: str, target: str) -> list[list[str]]:
-    """`Name:` (or `Q:` / `A:`) paragraphs to [question, answer] pairs; a speaker's
-    paragraphs merge (raft.interviews.text, raft.interviews.turns.pair_turns)."""
-    from raft.interviews.text import read_text
-    from raft.interviews.turns import pair_turns
-
-    return pair_turns(read_text(text, {interviewer, target}), target)
-
-
 def add_transcript(
     persona: Persona,
     source: str | Path,
@@ -253,6 +255,7 @@ def save_transcript(
 ) -> Path:
     """Write an imported interview (raft.interviews.read.ImportedInterview), then check every
     training interview again; the file just written is removed if that fails."""
+    check_lengths(interview.source, interview.exchanges)  # a scrub may have lengthened them
     out = transcript_path(persona, interview, benchmark)
     if out.exists():
         raise UsageError(f"{out} already exists; remove it first to replace it")

@@ -72,16 +72,19 @@ def human_path(persona: Persona, run: str) -> Path:
     return human_file(runs / check_run_name(run, runs))
 
 
-def append_judgement(path: Path, judgement: Judgement) -> None:
-    """Append one judgement as one line and fsync it.
+def append_judgement(path: Path, judgement: Judgement) -> bool:
+    """Append one judgement as one line and fsync it; False, and nothing written, when the
+    rater has judged the item already.
 
     One write on O_APPEND keeps lines whole when several processes append at once. The
-    lock only guards dropping the unfinished line a crash may have left at the end (which
-    `read_judgements` skips), so the new line never joins it."""
+    lock makes the check and the write one step, so that two servers cannot both take a
+    rater's judgement of an item, and guards dropping the unfinished line a crash may have
+    left at the end (which `read_judgements` skips), so the new line never joins it."""
     import fcntl
 
     line = (json.dumps(judgement.to_row(), ensure_ascii=False) + "\n").encode()
     path = Path(path)
+    key = (judgement.rater, judgement.item)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Read as well as write: the last byte tells whether a crash left a line unfinished.
@@ -89,12 +92,15 @@ def append_judgement(path: Path, judgement: Judgement) -> None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)  # released by close
             drop_unfinished_line(fd, path)
+            if any((j.rater, j.item) == key for j in read_judgements(path)):
+                return False
             os.write(fd, line)
             os.fsync(fd)
         finally:
             os.close(fd)
     except OSError as exc:
         raise write_failed(path, exc) from exc
+    return True
 
 
 def drop_unfinished_line(fd: int, path: Path) -> None:
@@ -126,8 +132,10 @@ def read_judgements(path: Path) -> list[Judgement]:
             continue
         try:
             judgement = Judgement.from_row(json.loads(line))
-        except ValueError as exc:  # JSONDecodeError is a ValueError too
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError too
             problem = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+            if isinstance(exc, RecursionError):  # the decoder gives up on deep nesting
+                problem = "nested too deeply"
             if number == len(lines):
                 warn(f"{path}:{number}: skipped an unfinished last line ({problem})")
                 continue

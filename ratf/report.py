@@ -9,6 +9,7 @@ blind test's judgements afresh from `ratf/human/RUN.jsonl`; writes `report.md` a
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,9 @@ from ratf.human import (
     systems_line,
 )
 
+MARKUP = re.compile(r"([\\`*_\[\]<>!|#~&$])")  # backslash-escaped wherever they are
+LINE_START = re.compile(r"^(\s*\d*)([-+=.)])")  # lists, setext underlines
+BARE_LINK = re.compile(r"(?i):(?=//)|(?<=\bwww)\.")  # GitHub links these without <>
 CONTROL_ORDER = ("oracle", "shuffled", "other_voice")
 CONTROL_LABELS = {"oracle": "oracle", "shuffled": "shuffled", "other_voice": "other voice"}
 REPLICA_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2")
@@ -399,10 +403,18 @@ def plots_section(summary: dict[str, Any], plots: dict[str, Path]) -> str:
 
 
 def quote(text: str | None) -> str:
-    """Text as a Markdown quote block, every line quoted."""
+    """Text as a Markdown quote block, every line quoted and escaped."""
     if not text or not text.strip():
         return "> _(no reply)_"
-    return "\n".join(f"> {line}".rstrip() for line in text.strip().splitlines())
+    return "\n".join(f"> {escape(line)}".rstrip() for line in text.strip().splitlines())
+
+
+def escape(line: str) -> str:
+    """A line of a model's reply (or an answer) as literal text: no heading, list, link,
+    image, table, HTML, code or math of its own, in CommonMark or on GitHub."""
+    line = MARKUP.sub(r"\\\1", line)
+    line = LINE_START.sub(r"\1\\\2", line)
+    return BARE_LINK.sub(r"\\\g<0>", line)
 
 
 def examples_section(summary: dict[str, Any]) -> str:

@@ -121,6 +121,7 @@ def test_a_last_line_cut_short_is_skipped_with_a_warning(tmp_path: Path, capsys)
         json.dumps({"rater": "r", "item": "i", "shown": ["base", AUTHOR], "at": AT}) + "\n",
         line("r", "i", "raft", ["base", AUTHOR]),  # picked an answer not shown
         line("r", "i", "base", ["base", "raft"]),  # the author's answer not shown
+        "[" * 100_000 + "]" * 100_000 + "\n",  # nested past what json's decoder takes
     ],
 )
 def test_a_bad_line_inside_the_file_names_file_and_line(tmp_path: Path, bad: str):

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from raft.dates import is_iso_date
 from raft.errors import RaftError, UsageError
 from raft.interviews.turns import ANSWER, QUESTION, Turn, is_target, pair_turns, speakers
+from raft.transcripts import check_lengths
 
 FORMATS = ("json", "vtt", "srt", "html", "text")
 SUFFIXES = {
@@ -43,8 +44,9 @@ class Source:
 
 
 def load_source(source: str) -> Source:
-    """The file's text (UTF-8, not empty), or the page at an http(s) URL, fetched like
-    `raft fetch` fetches (size and time limits, no public-to-private redirects)."""
+    """The file's text (a regular file within the per-file budget, UTF-8, not empty), or the
+    page at an http(s) URL, fetched like `raft fetch` fetches (size and time limits, no
+    public-to-private redirects)."""
     if re.match(r"[a-z][a-z0-9+.-]*://", source, re.I):
         if urlsplit(source).scheme.lower() not in ("http", "https"):
             raise UsageError(f"{source}: not a file or an http(s) URL")
@@ -54,7 +56,9 @@ def load_source(source: str) -> Source:
         raise UsageError(f"{source}: no such file")
     if path.is_dir():
         raise UsageError(f"{source}: a folder, not a file")
-    body = path.read_bytes()
+    if not path.is_file():  # /dev/zero never ends and a FIFO waits for a writer: not read
+        raise UsageError(f"{source}: not a regular file (a device, pipe or socket)")
+    body = _read_within_budget(source)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -62,6 +66,21 @@ def load_source(source: str) -> Source:
     if not text.strip():
         raise UsageError(f"{source}: empty")
     return Source(source, text.lstrip("\ufeff"), body)
+
+
+def _read_within_budget(source: str) -> bytes:
+    """The file's bytes within the per-file text budget (raft.sources.budget): an interview
+    file is all text, so a larger one is refused, and no more than the budget is read."""
+    from raft.sources.budget import MB, FileBudget, OverBudget
+
+    budget = FileBudget()
+    with open(source, "rb") as handle:
+        body = handle.read(int(budget.limits.text_mb * MB) + 1)
+    try:
+        budget.spend_text(len(body))
+    except OverBudget as exc:
+        raise UsageError(f"{source}: {exc}") from None
+    return body
 
 
 def _fetch(url: str) -> Source:
@@ -121,6 +140,7 @@ class ImportedInterview:
     speakers: list[tuple[str, str]]  # (name, "q" | "a"), in order of appearance
     made: dict = field(default_factory=dict)  # source, format, labeller, scrubbed counts
     sources: list[list[str]] | None = None  # per exchange, when a transcript JSON has them
+    source: str = ""  # SOURCE as given (a path or a URL), for messages
 
     def transcript(self) -> dict:
         """The JSON written to transcripts/ or benchmark/."""
@@ -141,8 +161,23 @@ class ImportedInterview:
         return tuple(sum(len(pair[side].split()) for pair in self.exchanges) for side in (0, 1))
 
     def rewritten(self, change: Callable[[str], str]) -> ImportedInterview:
-        """Every question and answer passed through `change` (e.g. a privacy scrub)."""
-        return replace(self, exchanges=[[change(q), change(a)] for q, a in self.exchanges])
+        """Every question and answer, the speakers' names, the url, the source's name and the
+        file name's base passed through `change` (e.g. a privacy scrub): the names reach the
+        system prompt of every sample, the url and the base each sample's record."""
+        made = self.made | ({"from": change(self.made["from"])} if "from" in self.made else {})
+        # Each name once: the interviewer is also among the speakers, and a scrub counts.
+        people = [self.interviewer, self.target, *(name for name, _ in self.speakers)]
+        names = {name: change(name) for name in dict.fromkeys(people)}
+        return replace(
+            self,
+            interviewer=names[self.interviewer],
+            target=names[self.target],
+            url=change(self.url),
+            exchanges=[[change(q), change(a)] for q, a in self.exchanges],
+            stem=change(self.stem),
+            speakers=[(names[name], side) for name, side in self.speakers],
+            made=made,
+        )
 
     def noted(self, **made) -> ImportedInterview:
         """With more of how it was made recorded in the file (under "imported")."""
@@ -217,6 +252,7 @@ def read_interview(
         exchanges = pair_turns(turns, target)
     except UsageError as exc:
         raise UsageError(f"{loaded.name}: {exc}") from None
+    check_lengths(loaded.name, exchanges)
     made = {"from": loaded.url or Path(loaded.name).name, "format": fmt}
     if labeller is not None:
         made["labelled_by"] = labeller.model_id
@@ -233,6 +269,7 @@ def read_interview(
         stem=loaded.stem or (page.title if page else ""),
         speakers=_sides(turns, named, interviewer, target),
         made=made,
+        source=loaded.name,
     )
 
 
@@ -253,11 +290,14 @@ def _sides(turns: list[Turn], named: list[str], interviewer: str, target: str):
 
 def _read_json(loaded: Source) -> ImportedInterview:
     """A transcript JSON, validated (raft.transcripts.load_interview) and kept as it is."""
-    from raft.transcripts import load_interview
+    from raft.transcripts import TranscriptError, load_interview
 
     if loaded.url:
         raise UsageError(f"{loaded.url}: a transcript JSON must be a local file; download it")
-    interview = load_interview(Path(loaded.name))
+    try:
+        interview = load_interview(Path(loaded.name), body=loaded.body)
+    except TranscriptError as exc:
+        raise UsageError(str(exc)) from None  # a bad input file, as in the other formats
     return ImportedInterview(
         interviewer=interview.interviewer,
         target=interview.target,
@@ -267,4 +307,5 @@ def _read_json(loaded: Source) -> ImportedInterview:
         stem=Path(loaded.name).stem,
         speakers=[(interview.interviewer, "q"), (interview.target, "a")],
         sources=[list(names) for names in interview.sources] or None,
+        source=loaded.name,
     )

@@ -26,7 +26,7 @@ def pair_turns(turns: list[Turn], target: str) -> list[list[str]]:
     interviewer or several) asks. An unnamed turn continues the speaker before it, and a
     side's consecutive turns merge into one paragraph each. Talk before the first question
     is dropped, as is a question left unanswered at the end."""
-    sides: list[tuple[str, str]] = []  # ("q" | "a", text)
+    sides: list[tuple[str, list[str]]] = []  # ("q" | "a", its paragraphs, joined once below)
     side = None
     for turn in turns:
         text = turn.text.strip()
@@ -37,12 +37,13 @@ def pair_turns(turns: list[Turn], target: str) -> list[list[str]]:
         if not text:
             continue
         if sides and sides[-1][0] == side:
-            sides[-1] = (side, f"{sides[-1][1]}\n\n{text}")
+            sides[-1][1].append(text)
         else:
-            sides.append((side, text))
+            sides.append((side, [text]))
     while sides and sides[0][0] == "a":
         sides.pop(0)
-    pairs = [[q, a] for (_, q), (_, a) in zip(sides[::2], sides[1::2], strict=False)]
+    texts = ["\n\n".join(paragraphs) for _, paragraphs in sides]
+    pairs = [[q, a] for q, a in zip(texts[::2], texts[1::2], strict=False)]
     if not pairs:
         raise UsageError(f"no exchanges found: nothing {target!r} says answers a question")
     return pairs
@@ -59,7 +60,9 @@ def speakers(turns: list[Turn]) -> list[str]:
 
 # A leading role mark ("Q:", "A.", "Question:") or speaker name ("Jo Park:", ">> JO PARK:").
 _ROLE = re.compile(r"(Q|A|Question|Answer)\s*(?::\s*|\.(?:\s+|$))(.*)", re.S)
-_NAMED = re.compile(r"(?:>>\s*)?([^:\n]{1,60}?)\s*:(?:\s+(.*)|\s*$)", re.S)
+# Possessive (`*+`, `?+`): the spaces around a name are taken once, never given back, so a
+# line of ">>" and a hundred thousand spaces is one scan, not one per split of the spaces.
+_NAMED = re.compile(r"(?:>>\s*+)?+([^:\n]{1,60}?)\s*+:(?:\s+(.*)|\s*$)", re.S)
 _NAME_WORD = re.compile(r"[^\W\d_][\w'’.-]*")
 _PARTICLES = {"de", "da", "di", "del", "der", "van", "von", "le", "la", "du", "bin", "al", "el"}
 

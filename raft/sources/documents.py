@@ -9,18 +9,20 @@ document. Headings and list items are kept as Markdown lines. A file that cannot
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from raft.dates import normalize_date
 from raft.sources import Document, Failure, Item
+from raft.sources.budget import FileBudget, OverBudget
 
 _DATE_PREFIX = re.compile(r"^(\d{4}-\d{2}-\d{2})")
 _PDF_DATE = re.compile(r"^(?:D:)?(\d{4})(\d{2})?(\d{2})?")
 _HEADING_STYLE = re.compile(r"heading (\d)", re.I)
 _LIST_STYLE = re.compile(r"list (bullet|number)(?: (\d))?", re.I)
+_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"  # WordprocessingML
 # The default template of python-docx carries this creation time; a file it wrote without
 # setting one says nothing about when its text was written.
 _PYTHON_DOCX_TEMPLATE = datetime(2013, 12, 23, 23, 15, tzinfo=UTC)
@@ -45,12 +47,12 @@ def _date_prefix(file: Path) -> str:
 def _join_blocks(blocks: list[tuple[str, str]]) -> str:
     """(text, group) blocks as paragraphs, but consecutive list items (group "list") or table
     rows ("table") on consecutive lines; a plain paragraph's group is ""."""
-    joined = ""
+    parts: list[str] = []
     for number, (text, group) in enumerate(blocks):
         if number:
-            joined += "\n" if group and group == blocks[number - 1][1] else "\n\n"
-        joined += text
-    return joined
+            parts.append("\n" if group and group == blocks[number - 1][1] else "\n\n")
+        parts.append(text)
+    return "".join(parts)
 
 
 def _tidy(text: str) -> str:
@@ -72,6 +74,7 @@ def pdf_documents(file: Path, source: str) -> Iterator[Item]:
 
     # pypdf logs every oddity it repairs in a damaged file; the fetch reports what matters.
     logging.getLogger("pypdf").setLevel(logging.ERROR)
+    budget = FileBudget()
     page_failures: list[Failure] = []
     texts: list[str] = []
     # Parsers of arbitrary files raise all kinds of errors on damaged ones; each becomes a
@@ -84,14 +87,23 @@ def pdf_documents(file: Path, source: str) -> Iterator[Item]:
         info = reader.metadata or {}
         title = str(_info(info, "/Title")).strip()
         date = _pdf_date(_info(info, "/CreationDate"))
+        _spend_page_contents(reader, budget)
         for number, page in enumerate(reader.pages, 1):
+            budget.check_time()
             try:
-                texts.append(page.extract_text() or "")
+                text = page.extract_text(visitor_operand_before=_time_check(budget)) or ""
+            except OverBudget:
+                raise
             except Exception as exc:  # noqa: BLE001 - one damaged page, reported below
                 page_failures.append(Failure(f"{file} (page {number})", _reason(exc)))
-                texts.append("")
+                text = ""
+            budget.spend_text(len(text))
+            texts.append(text)
     except FileNotDecryptedError:
         yield Failure(str(file), "encrypted PDF: it needs a password to be read")
+        return
+    except OverBudget as exc:
+        yield Failure(str(file), str(exc))
         return
     except Exception as exc:  # noqa: BLE001 - see above
         yield Failure(str(file), f"not a readable PDF: {_reason(exc)}")
@@ -109,6 +121,29 @@ def pdf_documents(file: Path, source: str) -> Iterator[Item]:
         source=source,
         pages=pages,
     )
+
+
+def _spend_page_contents(reader: Any, budget: FileBudget) -> None:
+    """Charge what every page's content decodes to, before any page is parsed.
+
+    pypdf's own limits hold for one page; a stream that 20 pages share is parsed 20 times,
+    so it counts 20 times. A page whose content cannot be read is reported by its extraction.
+    """
+    budget.spend_parts(len(reader.pages), "pages")
+    for page in reader.pages:
+        budget.check_time()
+        try:
+            contents = page.get_contents()
+        except Exception:  # noqa: BLE001 - see above
+            continue
+        if contents is not None:
+            budget.spend_decoded(len(contents.get_data()))
+
+
+def _time_check(budget: FileBudget) -> Callable[..., None]:
+    """A pypdf visitor that stops a page's extraction once the file's time is spent: one page
+    may invoke the same form thousands of times."""
+    return lambda *_: budget.check_time()
 
 
 def _decrypted(reader: Any) -> bool:
@@ -179,11 +214,15 @@ def epub_documents(file: Path, source: str) -> Iterator[Item]:
     if not _is_zip(file):
         yield Failure(str(file), "not a readable EPUB: not a ZIP archive")
         return
+    budget = FileBudget()
     try:
-        book = _read_epub(file)
+        book = _read_epub(file, budget)
         book_title = _epub_field(book, "title") or file.stem
         date = normalize_date(_epub_field(book, "date")) or _date_prefix(file)
-        chapters = [text for text in _epub_chapters(book) if text]
+        chapters = [text for text in _epub_chapters(book, budget) if text]
+    except OverBudget as exc:
+        yield Failure(str(file), str(exc))
+        return
     except Exception as exc:  # noqa: BLE001 - a damaged book is reported, the fetch goes on
         yield Failure(str(file), f"not a readable EPUB: {_reason(exc)}")
         return
@@ -198,14 +237,24 @@ def epub_documents(file: Path, source: str) -> Iterator[Item]:
         )
 
 
-def _read_epub(file: Path) -> Any:
+def _read_epub(file: Path, budget: FileBudget) -> Any:
+    """The book as ebooklib reads it, every member it reads charged to the budget first."""
+    import posixpath
     import warnings
 
     from ebooklib import epub
 
+    class BudgetedReader(epub.EpubReader):
+        def read_file(self, name: str) -> bytes:
+            # ebooklib reads every manifest item whole, as often as the manifest names it;
+            # zipfile never gives more than a member's declared size, so that is the charge.
+            budget.check_time()
+            budget.spend_decoded(self.zf.getinfo(posixpath.normpath(name)).file_size)
+            return super().read_file(name)
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ebooklib warns about its own future defaults
-        return epub.read_epub(str(file), options={"ignore_ncx": True})
+        return BudgetedReader(str(file), options={"ignore_ncx": True}).load()
 
 
 def _epub_field(book: Any, name: str) -> str:
@@ -214,7 +263,7 @@ def _epub_field(book: Any, name: str) -> str:
     return str(values[0][0]).strip() if values and values[0][0] else ""
 
 
-def _epub_chapters(book: Any) -> Iterator[str]:
+def _epub_chapters(book: Any, budget: FileBudget) -> Iterator[str]:
     """The text of each spine document in reading order, headings as Markdown lines."""
     from ebooklib import ITEM_DOCUMENT
     from ebooklib.epub import EpubNav
@@ -224,7 +273,11 @@ def _epub_chapters(book: Any) -> Iterator[str]:
         # The navigation document is a table of contents, not writing.
         if item is None or isinstance(item, EpubNav) or item.get_type() != ITEM_DOCUMENT:
             continue
-        yield html_text(item.get_content())
+        budget.spend_parts(1, "chapters")
+        budget.check_time()
+        text = html_text(item.get_content())
+        budget.spend_text(len(text))  # a spine may list one chapter many times
+        yield text
 
 
 def html_text(markup: bytes | str) -> str:
@@ -314,14 +367,22 @@ def docx_documents(file: Path, source: str) -> Iterator[Item]:
     if not _is_zip(file):
         yield Failure(str(file), "not a readable DOCX: not a ZIP archive")
         return
+    budget = FileBudget()
     try:
         import docx
 
+        # python-docx reads every part whole: their declared sizes are charged before it does.
+        budget.spend_decoded(_unzipped_size(file))
+        _spend_docx_parts(file, budget)
         document = docx.Document(str(file))
-        blocks = list(_docx_blocks(document))
+        blocks = list(_docx_blocks(document, budget))
+        budget.spend_text(sum(len(text) + 2 for text, _ in blocks))  # with the line breaks
         properties = document.core_properties
         title = (properties.title or "").strip()
         created = properties.created
+    except OverBudget as exc:
+        yield Failure(str(file), str(exc))
+        return
     except Exception as exc:  # noqa: BLE001 - a damaged file is reported, the fetch goes on
         yield Failure(str(file), f"not a readable DOCX: {_reason(exc)}")
         return
@@ -341,15 +402,48 @@ def docx_documents(file: Path, source: str) -> Iterator[Item]:
     )
 
 
-def _docx_blocks(document: Any) -> Iterator[tuple[str, str]]:
+def _unzipped_size(file: Path) -> int:
+    """The sum of the declared sizes of a ZIP archive's members (zipfile reads no more)."""
+    import zipfile
+
+    with zipfile.ZipFile(file) as archive:
+        return sum(info.file_size for info in archive.infolist())
+
+
+def _spend_docx_parts(file: Path, budget: FileBudget) -> None:
+    """Count the paragraphs and table rows of every XML part, streaming, before python-docx
+    builds its tree: each costs it time and memory, and a DOCX of a million empty paragraphs
+    is a few hundred kB."""
+    import zipfile
+
+    from lxml import etree
+
+    with zipfile.ZipFile(file) as archive:
+        for info in archive.infolist():
+            with archive.open(info) as member:
+                found = etree.iterparse(
+                    member, tag=(f"{_W}p", f"{_W}tr"), resolve_entities=False, no_network=True
+                )
+                try:
+                    for _, element in found:
+                        budget.spend_parts(1, "paragraphs and table rows")
+                        budget.check_time()
+                        element.clear()  # what it held is counted; keep memory flat
+                except etree.XMLSyntaxError:
+                    continue  # an image, or damage that python-docx reports if it matters
+
+
+def _docx_blocks(document: Any, budget: FileBudget) -> Iterator[tuple[str, str]]:
     """(text, group) for the paragraphs and table rows of the body in order, as `_join_blocks`
     takes them; a table row is one line of `|`-joined cells."""
     from docx.table import Table
 
+    style_name = _paragraph_style_names(document)
     # The last number of each (list, depth). As in Word, a list's numbering runs on across
     # the paragraphs between its items.
     numbers: dict[tuple[str, int], int] = {}
     for block in document.iter_inner_content():
+        budget.check_time()  # for every block: a million empty paragraphs give no text
         if isinstance(block, Table):
             for row in block.rows:
                 cells = {cell._tc: cell for cell in row.cells}.values()  # a merged cell once
@@ -361,7 +455,7 @@ def _docx_blocks(document: Any) -> Iterator[tuple[str, str]]:
         text = _tidy(block.text)
         if not text:
             continue
-        style = block.style.name if block.style is not None else ""
+        style = style_name(block._p.style)
         level = _heading_level(style)
         if level:
             yield f"{'#' * level} {' '.join(text.split())}", ""
@@ -378,6 +472,26 @@ def _docx_blocks(document: Any) -> Iterator[tuple[str, str]]:
             yield f"{'   ' * depth}{number}. {text}", "list"
         else:
             yield f"{'  ' * depth}- {text}", "list"
+
+
+def _paragraph_style_names(document: Any) -> Callable[[str | None], str]:
+    """The name of a paragraph style by its id, as python-docx's `Paragraph.style` finds it,
+    from a table made once: python-docx searches every style of the document for each
+    paragraph (1.5 ms each, so a long document took minutes)."""
+    from docx.enum.style import WD_STYLE_TYPE
+
+    styles = document.styles
+    first: dict[str | None, Any] = {}
+    for style in styles:
+        first.setdefault(style.style_id, style)
+    names = {
+        style_id: style.name or ""
+        for style_id, style in first.items()
+        if style.element.type == WD_STYLE_TYPE.PARAGRAPH
+    }
+    default = styles.default(WD_STYLE_TYPE.PARAGRAPH)
+    fallback = (default.name or "") if default is not None else ""
+    return lambda style_id: names.get(style_id, fallback) if style_id else fallback
 
 
 def _heading_level(style: str) -> int:

@@ -68,7 +68,7 @@ def _text_document(path: Path, text: str, source: str) -> Document:
 
         try:
             loaded = yaml.safe_load(match[1])
-        except yaml.YAMLError:
+        except (yaml.YAMLError, RecursionError):  # RecursionError: nested thousands deep
             loaded = None
         if isinstance(loaded, dict):
             meta, text = loaded, text[match.end() :]
@@ -94,6 +94,9 @@ def _jsonl_documents(path: Path, text: str, source: str) -> Iterator[Item]:
         try:
             row = json.loads(line)
             content = str(row["content"]).strip()
+        except RecursionError:  # json's decoder gives up on arrays nested thousands deep
+            yield Failure(f"{path}:{number}", "JSON nested too deeply")
+            continue
         except (ValueError, KeyError, TypeError):
             yield Failure(f"{path}:{number}", "not a JSON object with a `content` field")
             continue
@@ -112,8 +115,14 @@ def local_documents(path: Path, source: str, on_total=None, on_done=None) -> Ite
     files = local_files(path)
     if on_total:
         on_total(len(files))
+    folder = path.resolve() if path.is_dir() else None
     for file in files:
-        yield from _file_documents(file, source)
+        target = file.resolve()
+        if folder is not None and not target.is_relative_to(folder):
+            # A link in a folder of writing must not bring in a file from elsewhere.
+            yield Failure(str(file), f"a link to {target}, outside {path}: not read")
+        else:
+            yield from _file_documents(file, source)
         if on_done:
             on_done()
 

@@ -129,7 +129,16 @@ def _parse_ytd(text: str) -> object:
         head, equals, text = text.partition("=")
         if not equals or not head.strip().startswith("window."):
             raise ValueError("no `window.YTD... = [...]` assignment")
-    return json.loads(text.strip().rstrip(";"))
+    return _json(text.strip().rstrip(";"))
+
+
+def _json(text: str) -> object:
+    """`json.loads`, where JSON nested too deeply for its decoder is a ValueError like any
+    other bad JSON, so the file is reported and the rest of a folder still read."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def _x_account(folder: Path) -> tuple[str, str]:
@@ -204,8 +213,14 @@ def x_documents(file: Path, source: str) -> Iterator[Item]:
 
     Threads may run across the archive's parts (`tweets-part1.js`, ...): each part yields
     the threads that start in it."""
+    folder = file.parent.resolve()
     try:
-        parts = sorted(p for p in file.parent.iterdir() if X_PARTS.fullmatch(p.name))
+        # A part linked from outside the archive's folder is not read, as in a folder fetch.
+        parts = sorted(
+            p
+            for p in file.parent.iterdir()
+            if X_PARTS.fullmatch(p.name) and p.resolve().is_relative_to(folder)
+        )
     except OSError:
         parts = []
     if file not in parts:
@@ -278,7 +293,7 @@ def mastodon_documents(file: Path, source: str) -> Iterator[Item]:
         yield text
         return
     try:
-        outbox = json.loads(text)
+        outbox = _json(text)
     except ValueError as exc:
         yield Failure(str(file), f"not JSON: {exc}")
         return
@@ -331,14 +346,20 @@ def _link(value: object) -> str:
     raise ValueError(f"expected a CID link, got {type(value).__name__}")
 
 
-def _mst_records(blocks: dict[str, object], root: str) -> Iterator[tuple[str, str]]:
-    """(key, record CID) for every entry of the Merkle search tree at `root`."""
+def _mst_records(
+    blocks: dict[str, object], root: str, missing: set[str]
+) -> Iterator[tuple[str, str]]:
+    """(key, record CID) for every entry of the Merkle search tree at `root`; the subtrees
+    that are not in `blocks` are added to `missing`."""
     seen: set[str] = set()
     stack = [root]
     while stack:
         cid = stack.pop()
-        if cid in seen or cid not in blocks:
-            continue  # a partial export may leave subtrees out
+        if cid in seen:
+            continue
+        if cid not in blocks:
+            missing.add(cid)  # a partial export may leave subtrees out
+            continue
         seen.add(cid)
         node = blocks[cid]
         if not isinstance(node, dict) or not isinstance(node.get("e"), list):
@@ -378,7 +399,8 @@ def _bluesky_text(record: dict) -> str:
     return raw.decode("utf-8", errors="replace").strip()
 
 
-def _bluesky_posts(data: bytes) -> list[_Post]:
+def _bluesky_posts(data: bytes, missing: set[str]) -> list[_Post]:
+    """The posts of a repository export; subtrees it leaves out are added to `missing`."""
     from libipld import decode_car
 
     header, raw_blocks = decode_car(data)
@@ -391,7 +413,7 @@ def _bluesky_posts(data: bytes) -> list[_Post]:
         raise ValueError("the root is not a repository commit (`did`, `data`)")
     did = str(commit["did"])
     posts = []
-    for key, cid in _mst_records(blocks, _link(commit["data"])):
+    for key, cid in _mst_records(blocks, _link(commit["data"]), missing):
         collection, _, rkey = key.partition("/")
         record = blocks.get(cid)
         if collection != POST or not isinstance(record, dict):
@@ -419,12 +441,18 @@ def _bluesky_posts(data: bytes) -> list[_Post]:
 
 def bluesky_documents(file: Path, source: str) -> Iterator[Item]:
     """The author's posts and threads from a Bluesky repository export (`.car`)."""
+    missing: set[str] = set()
     try:
-        posts = _bluesky_posts(file.read_bytes())
+        posts = _bluesky_posts(file.read_bytes(), missing)
     except OSError as exc:
         yield Failure(str(file), exc.strerror or str(exc))
         return
     except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
         yield Failure(str(file), f"not a Bluesky repository export: {exc}")
         return
+    if missing:
+        from raft.console import warn
+
+        nodes = "node" if len(missing) == 1 else "nodes"
+        warn(f"{file}: left out the posts under {len(missing)} missing repository tree {nodes}")
     yield from _thread_documents(posts, source)

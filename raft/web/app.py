@@ -21,7 +21,7 @@ from raft.review import mark
 from raft.serve import ApiError, BadRequest, NotFound, parse_json, read_body
 from raft.web.blind import Blind
 from raft.web.reports import list_runs, report_html
-from raft.web.samples import list_samples
+from raft.web.samples import list_samples, sample_memories
 
 STATIC = Path(__file__).parent / "static"
 PAGES = {
@@ -127,11 +127,15 @@ class Pages:
             if not isinstance(body.get("drop"), bool):
                 raise BadRequest("`drop` must be true or false")
             folder = self.persona.dataset(dataset)
-            marks = await asyncio.to_thread(mark, folder, sample, memory, body["drop"])
-            return {
-                "samples": sorted(marks.samples),
-                "memories": {k: sorted(v) for k, v in marks.memories.items()},
-            }
+            known = await asyncio.to_thread(sample_memories, folder)
+            where = f"{folder.relative_to(self.persona.root)}/raft.jsonl"
+            if sample not in known:
+                raise NotFound(f"no sample {sample!r} in {where}", "unknown_sample")
+            if memory is not None and memory not in known[sample]:
+                raise NotFound(f"sample {sample!r} has no memory {memory!r}", "unknown_memory")
+            await asyncio.to_thread(mark, folder, sample, memory, body["drop"])
+            # Only the mark's new state: the whole review grows with every mark.
+            return {"dataset": dataset, "sample": sample, "memory": memory, "drop": body["drop"]}
 
         @app.get("/api/blind/state")
         def blind_state(rater: str = "") -> dict[str, Any]:

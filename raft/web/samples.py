@@ -3,6 +3,8 @@ them, their verdicts, and the review marks (raft.review)."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from raft.dataset import Sample
@@ -25,6 +27,23 @@ def list_samples(persona: Persona, dataset: str, offset: int, limit: int) -> dic
             sample = Sample.from_row(row)
             shown.append(sample_json(sample, review))
     return {"total": total, "offset": offset, "samples": shown}
+
+
+def sample_memories(folder: Path) -> dict[str, frozenset[str]]:
+    """Each sample id of the dataset's raft.jsonl with the chunk ids of its memories ({}
+    without the file): what a review mark may name. Read again only when the file changes."""
+    generic = Path(folder) / "raft.jsonl"
+    try:
+        stat = generic.stat()
+    except FileNotFoundError:
+        return {}
+    return _sample_memories(generic, (stat.st_ino, stat.st_size, stat.st_mtime_ns))
+
+
+@lru_cache(maxsize=4)
+def _sample_memories(generic: Path, _stamp: tuple[int, int, int]) -> dict[str, frozenset[str]]:
+    samples = (Sample.from_row(row) for row in read_jsonl(generic))
+    return {s.id: frozenset(m.chunk_id for m in s.memories) for s in samples}
 
 
 def sample_json(sample: Sample, review: Review) -> dict[str, Any]:

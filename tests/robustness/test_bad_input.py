@@ -121,7 +121,8 @@ def test_transcript_add_names_a_broken_file_and_writes_nothing(tmp_path):
     result = run_cli(
         "raft", "transcript:add", "lena", str(broken), env={"RAFT_DATA_DIR": str(data)}
     )
-    assert f"{broken}: exchange 1 is not a [question, answer] pair" in one_line_error(result)
+    line = one_line_error(result, code=2)  # a bad input file (README: exit status)
+    assert f"{broken}: exchange 1 is not a [question, answer] pair" in line
     assert sorted((data / "lena" / "transcripts").iterdir()) == listing
 
 

@@ -103,11 +103,27 @@ export async function* streamReply(model, messages, memories) {
   }
 }
 
+// A document's link becomes an href only when it is an absolute http(s) URL: a source
+// may give `javascript:` or `data:` links, which the CSP blocks but should not meet at all.
+function webLink(link) {
+  try {
+    const url = new URL(link);
+    return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
+  } catch (_) {
+    return null; // not an absolute URL
+  }
+}
+
+function source(m) {
+  const href = m.link ? webLink(m.link) : null;
+  if (href) return el("a", { href, rel: "noreferrer", target: "_blank", text: m.title || m.link });
+  return el("span", { class: "source", text: m.title || m.link || m.chunk_id });
+}
+
 export function memoryList(memories) {
   if (!memories.length) return el("p", { class: "muted", text: "No memories in context." });
   return el("ol", { class: "memories" }, memories.map((m) => el("li", { class: "memory" },
-    el("span", { class: "date", text: m.date || "undated" }), " ",
-    m.link ? el("a", { href: m.link, rel: "noreferrer", target: "_blank", text: m.title || m.link }) : el("span", { text: m.title || m.chunk_id }),
+    el("span", { class: "date", text: m.date || "undated" }), " ", source(m),
     el("blockquote", { text: m.memory }))));
 }
 
