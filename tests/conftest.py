@@ -36,6 +36,17 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
+@pytest.fixture
+def lena(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """The tiny persona's inputs in a fresh data folder (no store): its folder and the CLI's
+    environment."""
+    from tests.tiny_persona import write_tiny_persona
+
+    data = tmp_path / "data"
+    write_tiny_persona(data / "lena")
+    return data / "lena", {"RAFT_DATA_DIR": str(data), "RAFT_KEY_FILE": str(tmp_path / "no")}
+
+
 @pytest.fixture(scope="session")
 def llama_server(tmp_path_factory: pytest.TempPathFactory):
     """`python -m llama_cpp.server` with SmolLM2 on 127.0.0.1; yields its /v1 base URL."""

@@ -52,9 +52,8 @@ def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 180) -> 
     raise TimeoutError(f"no answer from {url} after {timeout}s")
 
 
-@contextmanager
-def raft_serve(env: dict[str, str], *args: str) -> Iterator[str]:
-    """`raft serve lena ARGS` as a process on a free port of 127.0.0.1; yields its /v1 URL."""
+def start_serve(env: dict[str, str], *args: str) -> tuple[subprocess.Popen, int]:
+    """Start `raft serve lena ARGS` on a free port of 127.0.0.1; (process, port)."""
     port = free_port()
     process = subprocess.Popen(
         [str(BIN / "raft"), "serve", "lena", "--port", str(port), *args],
@@ -63,6 +62,13 @@ def raft_serve(env: dict[str, str], *args: str) -> Iterator[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+    return process, port
+
+
+@contextmanager
+def raft_serve(env: dict[str, str], *args: str) -> Iterator[str]:
+    """`raft serve lena ARGS` as a process on a free port of 127.0.0.1; yields its /v1 URL."""
+    process, port = start_serve(env, *args)
     url = f"http://127.0.0.1:{port}/v1"
     try:
         wait_for_http(f"{url}/models", process)

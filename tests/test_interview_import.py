@@ -11,17 +11,9 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from tests.helpers import run_cli
-from tests.tiny_persona import INTERVIEWS, TARGET, write_tiny_persona
+from tests.tiny_persona import INTERVIEWS, TARGET
 
 HELD_OUT = "benchmark/2023-01-10-held-out-podcast.json"
-
-
-@pytest.fixture
-def lena(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    """The tiny persona's folder (no store needed) and the CLI's environment."""
-    data = tmp_path / "data"
-    write_tiny_persona(data / "lena")
-    return data / "lena", {"RAFT_DATA_DIR": str(data), "RAFT_KEY_FILE": str(tmp_path / "no")}
 
 
 def add(env: dict[str, str], *args: str):

@@ -15,22 +15,12 @@ import resource
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from tests.helpers import BIN
-from tests.tiny_persona import TARGET, write_tiny_persona
+from tests.tiny_persona import TARGET
 
 LIMIT = 60  # seconds; the linear readers need at most 3 s for any input below
 CAP = "exchange 1 is longer than 200,000 characters"
 BEES = "the bees and the bread, and the bees again."
-
-
-@pytest.fixture
-def lena(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    """The tiny persona's folder and the CLI's environment."""
-    data = tmp_path / "data"
-    write_tiny_persona(data / "lena")
-    return data / "lena", {"RAFT_DATA_DIR": str(data), "RAFT_KEY_FILE": str(tmp_path / "no")}
 
 
 def add(env: dict[str, str], *args: str, **kwargs) -> subprocess.CompletedProcess:

@@ -15,11 +15,10 @@ import socket
 import stat
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.helpers import BIN, free_port, serve_app, wait_for_http
+from tests.helpers import raft_serve, run_cli, serve_app, start_serve, wait_for_http
 from tests.robustness.faulty_llm import FaultyLLM
 from tests.tiny_persona import write_tiny_persona
 
@@ -32,36 +31,6 @@ def model() -> Iterator[str]:
     """The stand-in chat model, as a backend spec."""
     with serve_app(FaultyLLM().app()) as url:
         yield f"openai:faulty@{url}"
-
-
-@pytest.fixture
-def persona(tmp_path) -> tuple[Path, dict[str, str]]:
-    """The tiny persona's inputs in a fresh data folder; (persona folder, CLI env)."""
-    data = tmp_path / "data"
-    write_tiny_persona(data / "lena")
-    return data / "lena", {"RAFT_DATA_DIR": str(data), "RAFT_KEY_FILE": str(tmp_path / "none")}
-
-
-def start_serve(env: dict[str, str], *args: str) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    process = subprocess.Popen(
-        [str(BIN / "raft"), "serve", "lena", "--port", str(port), *args],
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    return process, port
-
-
-def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(BIN / "raft"), *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def one_error_line(result: subprocess.CompletedProcess) -> str:
@@ -81,8 +50,8 @@ def dead_pid() -> int:
 # -- 4. the API key on disk ----------------------------------------------------------------
 
 
-def test_the_serve_api_key_never_reaches_the_lock_file_or_a_refused_writers_error(persona, model):
-    folder, env = persona
+def test_the_serve_api_key_never_reaches_the_lock_file_or_a_refused_writers_error(lena, model):
+    folder, env = lena
     lock = folder / ".lock"
     # An older raft's record: readable by all, a killed holder's line holding a key.
     lock.write_text(f"{dead_pid()} shared raft serve lena --api-key old-{SECRET}\n")
@@ -100,7 +69,7 @@ def test_the_serve_api_key_never_reaches_the_lock_file_or_a_refused_writers_erro
         )  # the dead holder's line is gone
         assert stat.S_IMODE(lock.stat().st_mode) == 0o600
 
-        line = one_error_line(cli("chunk", "lena", env=env))
+        line = one_error_line(run_cli("raft", "chunk", "lena", env=env))
         assert line.endswith(BUSY) and SECRET not in line
         assert f"`raft serve lena --port {port} --model {model}" in line
         assert f"--api-key REDACTED` (pid {first.pid})" in line
@@ -126,7 +95,7 @@ def test_the_serve_api_key_never_reaches_the_lock_file_or_a_refused_writers_erro
                 "--no-memories",
             ]
         )
-        line = one_error_line(cli("chunk", "lena", env=env))
+        line = one_error_line(run_cli("raft", "chunk", "lena", env=env))
         assert f"(pid {second.pid})" in line and f"(pid {third.pid})" in line
         assert SECRET not in line
     finally:
@@ -138,13 +107,13 @@ def test_the_serve_api_key_never_reaches_the_lock_file_or_a_refused_writers_erro
 # -- 12. .lock as a symlink ----------------------------------------------------------------
 
 
-def test_a_symlinked_lock_file_is_refused_and_what_it_points_at_is_left_alone(persona):
-    folder, env = persona
+def test_a_symlinked_lock_file_is_refused_and_what_it_points_at_is_left_alone(lena):
+    folder, env = lena
     victim = folder.parent.parent / "notes.txt"
     victim.write_bytes(b"my notes\n\x00\xff precious\n")
     (folder / ".lock").symlink_to(victim)
 
-    line = one_error_line(cli("chunk", "lena", env=env))
+    line = one_error_line(run_cli("raft", "chunk", "lena", env=env))
     assert line == f"raft: error: {folder / '.lock'} is a symbolic link: " + (
         "remove it (raft keeps its lock there, and writes through no link)"
     )
@@ -153,7 +122,7 @@ def test_a_symlinked_lock_file_is_refused_and_what_it_points_at_is_left_alone(pe
     # A dangling link: following it would create the file it names.
     (folder / ".lock").unlink()
     (folder / ".lock").symlink_to(folder.parent.parent / "planted")
-    line = one_error_line(cli("fetch", "lena", env=env))
+    line = one_error_line(run_cli("raft", "fetch", "lena", env=env))
     assert f"{folder / '.lock'} is a symbolic link" in line
     assert not (folder.parent.parent / "planted").exists()
     assert not (folder / "corpus.jsonl").exists()  # fetch did nothing without its lock
@@ -168,14 +137,8 @@ def server(model, tmp_path_factory) -> Iterator[str]:
     data = tmp_path_factory.mktemp("round3-lock") / "data"
     write_tiny_persona(data / "lena")
     env = {"RAFT_DATA_DIR": str(data), "RAFT_KEY_FILE": str(data / "none")}
-    process, port = start_serve(env, "--model", model, "--no-memories")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}/v1/models", process, timeout=120)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with raft_serve(env, "--model", model, "--no-memories") as url:
+        yield url.removesuffix("/v1")
 
 
 def status_for_host(url: str, host: str) -> int:
