@@ -62,7 +62,8 @@ def fetch(persona: Persona, sources: tuple[str, ...], per_host: int, scrub: bool
     blocked_words = ["Jo Park", "Elm Street"] in persona.toml.
     Example: raft fetch sample --from data/sample/essays
     """
-    from raft.corpus import check_per_host, fetch_corpus
+    from raft.config import update_config
+    from raft.corpus import check_per_host, fetch_corpus, nothing_fetched
     from raft.scrub import chosen_scrubber, describe_counts
     from raft.sources.budget import file_limits
 
@@ -75,14 +76,17 @@ def fetch(persona: Persona, sources: tuple[str, ...], per_host: int, scrub: bool
         )
     for failure in summary.failures:
         click.echo(f"raft: warning: {failure.where}: {failure.reason}", err=True)
+    known = f" ({summary.by_link} by link, {summary.by_text} by text)" if summary.skipped else ""
     click.echo(
-        f"fetch {persona.name}: {summary.new} new, {summary.skipped} already in the corpus, "
-        f"{summary.paywalled} paywalled (teaser only), {len(summary.failures)} failed"
+        f"fetch {persona.name}: {summary.new} new, {summary.skipped} already in the corpus"
+        f"{known}, {summary.paywalled} paywalled (teaser only), {len(summary.failures)} failed"
     )
     if summary.scrubbed is not None:
         click.echo(f"scrubbed {persona.name}: {describe_counts(summary.scrubbed)} replaced")
     if not summary.new and not summary.skipped:
-        raise RaftError("nothing fetched; the corpus is unchanged")
+        raise nothing_fetched(summary)
+    if scrub:  # kept for every later fetch and import, once it has brought something in
+        update_config(persona, scrub=True)
 
 
 @cli.command()
@@ -186,7 +190,8 @@ def _iso_date(value: str | None) -> str | None:
 @click.option(
     "--assign-speakers",
     is_flag=True,
-    help="Text that names no one: a model labels each paragraph question or answer.",
+    help="A source that names no one: a model labels each paragraph (or caption turn, where "
+    "`>>` or `- ` marks a new speaker) question or answer.",
 )
 @click.option("--generator", metavar="SPEC", help="The LLM for --assign-speakers.")
 @click.option("--yes", is_flag=True, help="With --assign-speakers: write, not only preview.")
@@ -214,13 +219,15 @@ def transcript_add(
 
     SOURCE is a file or an http(s) URL: WebVTT or SRT captions (speakers from <v Name> tags
     or NAME: labels), an interview page (bold questions, Q:/A: or Name: paragraphs), plain
-    text of `Name:` or `Q:`/`A:` paragraphs, or a transcript JSON to validate and copy.
-    With --assign-speakers, a model labels unlabelled text: it previews, and writes with --yes.
+    text of `Name:` or `Q:`/`A:` paragraphs, a Podcasting 2.0 transcript (JSON segments,
+    HTML with <cite> speakers, SRT, VTT), or a transcript JSON to validate and copy.
+    With --assign-speakers, a model labels unlabelled text or captions: it previews, and
+    writes with --yes.
     Example: raft transcript:add sample talk.vtt --date 2024-01-05
     """
-    from raft.config import display_name, persona_llm, record_target
+    from raft.config import display_name, persona_llm, record_target, update_config
     from raft.interviews.read import read_interview
-    from raft.scrub import chosen_scrubber, describe_counts, scrubber_for
+    from raft.scrub import chosen_scrubber, describe_counts
     from raft.transcripts import save_transcript, transcript_path
 
     persona.require()
@@ -235,19 +242,23 @@ def transcript_add(
         labeller=labeller,
     )
     preview = labeller is not None and not yes
-    # As with fetch, --scrub is recorded in persona.toml (not by a preview) and applies to
-    # every later import.
-    scrubber = scrubber_for(persona) if scrub and preview else chosen_scrubber(persona, scrub)
+    scrubber = chosen_scrubber(persona, scrub)
     if scrubber is not None:
         interview = interview.rewritten(scrubber.scrub)
         interview = interview.noted(scrubbed=dict(scrubber.counts))
         click.echo(f"scrubbed {persona.name}: {describe_counts(scrubber.counts)} replaced")
     asked, answered = interview.words()
-    people = ", ".join(f"{name} ({side})" for name, side in interview.speakers)
+    people = ", ".join(f"{name} ({side})" for name, side, _ in interview.speakers)
+    # Every speaker's words, so a line given to the wrong speaker shows.
+    said = ", ".join(f"{name} {words:,}" for name, _, words in interview.speakers)
     found = (
         f"{_counted(len(interview.exchanges), 'exchange')} (questions {asked:,} words, answers "
         f"{answered:,} words), {interview.date}, {interview.url or 'no url'}, speakers {people}"
     )
+    if interview.left_out is not None:  # a page: what of its article is not the interview
+        from raft.interviews.page import describe_left_out
+
+        click.echo(f"transcript:add {persona.name}: {describe_left_out(interview.left_out)}")
     if labeller is not None:
         calls = _counted(labeller.calls, "model call")
         click.echo(f"speakers labelled by {labeller.model_id}: {calls}")
@@ -258,11 +269,15 @@ def transcript_add(
             out = transcript_path(persona, interview, benchmark)
             if out.exists():
                 raise UsageError(f"{out} already exists; remove it first to replace it")
+            click.echo(f"words by speaker: {said}")
             click.echo(f"transcript:add {persona.name}: preview: {found}")
             click.echo(f"nothing written; re-run with --yes to write {out} (labels are cached)")
             return
     out = save_transcript(persona, interview, benchmark)
+    if scrub:  # as with fetch, kept for every later import once it has written something
+        update_config(persona, scrub=True)
     record_target(persona)
+    click.echo(f"words by speaker: {said}")
     click.echo(f"transcript:add {persona.name}: {found} -> {out}")
 
 

@@ -58,6 +58,13 @@ def save_config(persona: Persona, config: dict[str, Any]) -> None:
     write_text(persona.config, tomli_w.dumps(config))
 
 
+def update_config(persona: Persona, **values: Any) -> None:
+    """Set these keys in persona.toml; the file is written only when one of them changes."""
+    config = load_config(persona)
+    if any(config.get(key) != value for key, value in values.items()):
+        save_config(persona, config | values)
+
+
 @dataclass(frozen=True)
 class Target:
     """Who the replica is, and where that was read."""

@@ -16,16 +16,16 @@ from dataclasses import dataclass, field, replace
 from itertools import accumulate
 from pathlib import Path
 from queue import SimpleQueue
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TextIO, TypeVar
 from urllib.parse import urlsplit
 
-from raft.config import load_config, save_config
+from raft.config import load_config, update_config
 from raft.console import Tally
-from raft.errors import UsageError
+from raft.errors import RaftError, UsageError
 from raft.files import read_jsonl, write_failed
 from raft.paths import Persona
 from raft.scrub import Scrubber
-from raft.sources import Document, Failure, Item, Skipped
+from raft.sources import Document, Failure, Item, Skipped, link_id
 from raft.sources.budget import file_limits
 from raft.sources.feeds import feed_documents, feed_problem, parse_feed
 from raft.sources.http import Fetcher, FetchError
@@ -43,33 +43,42 @@ R = TypeVar("R")
 @dataclass
 class FetchSummary:
     new: int = 0
-    skipped: int = 0
+    by_link: int = 0  # already in the corpus: a document with this link is there
+    by_text: int = 0  # already in the corpus: a document without a link, whose text is there
     paywalled: int = 0
     failures: list[Failure] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)  # every source read
     sources_ok: list[str] = field(default_factory=list)
+    web_failed: bool = False  # a web source failed (the network or a server), not a local one
     scrubbed: Counter[str] | None = None  # with --scrub: what was replaced, by kind
+
+    @property
+    def skipped(self) -> int:
+        return self.by_link + self.by_text
 
 
 class CorpusFile:
-    """corpus.jsonl opened for appending, with the links and texts it already holds."""
+    """corpus.jsonl, with the links and texts it already holds; the file is opened (and made)
+    only when the first new document is written, so a fetch that finds nothing writes nothing.
+
+    A document with a link is known by its link: posts with the same text ("Test", a weekly
+    "#caturday") are each kept. Only a document without a link is known by its text."""
 
     def __init__(self, path: Path):
         self.path = path
         self.links: set[str] = set()
+        self.link_ids: set[str] = set()  # ids of links as fetched, of documents scrubbed since
         self.hashes: set[str] = set()
+        self._handle: TextIO | None = None
         if path.exists():
             self._drop_torn_tail()
             for row in read_jsonl(path):
                 self.links.add(row.get("link") or "")
+                self.link_ids.add(row.get("unscrubbed_id") or "")
                 self.hashes.add(row.get("content_hash") or "")
                 self.hashes.add(row.get("unscrubbed_hash") or "")
-        self.links.discard("")
-        self.hashes.discard("")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
-        except OSError as exc:
-            raise write_failed(path, exc) from exc
+        for known in (self.links, self.link_ids, self.hashes):
+            known.discard("")
 
     def _drop_torn_tail(self) -> None:
         """A process killed mid-line leaves a partial last line: cut it, keep every whole one."""
@@ -91,32 +100,46 @@ class CorpusFile:
                 raise write_failed(self.path, exc) from exc
 
     def knows_link(self, link: str) -> bool:
-        return link in self.links
+        """A document with this link is in the corpus, scrubbed or as fetched."""
+        return bool(link) and (link in self.links or link_id(link) in self.link_ids)
 
-    def add(self, doc: Document, unscrubbed_hash: str = "") -> bool:
-        """Append a new document; False when its link (or, without one, its text) is known.
+    def known(self, doc: Document, fetched: Document | None = None) -> str | None:
+        """Why the document is already in the corpus ("link" or "text"), or None if it is new.
 
-        A scrubbed document also records the hash of its text as fetched, so that a later
-        fetch without --scrub does not add that text again beside it."""
-        known = {doc.content_hash, unscrubbed_hash} & self.hashes
-        if (doc.link and doc.link in self.links) or known:
-            return False
+        `fetched` is the document as read, when `doc` is its scrubbed copy: either one known
+        makes it known, so fetches with and without --scrub never add one beside the other."""
+        versions = (doc, fetched or doc)
+        if doc.link:
+            return "link" if any(self.knows_link(d.link) for d in versions) else None
+        return "text" if {d.content_hash for d in versions} & self.hashes else None
+
+    def add(self, doc: Document, fetched: Document | None = None) -> None:
+        """Append a new document (see `known`). A scrubbed document also records the hash of
+        its text and the id of its link as fetched, so that a later fetch without --scrub
+        knows it."""
         row = doc.row()
-        if unscrubbed_hash and unscrubbed_hash != doc.content_hash:
-            row["unscrubbed_hash"] = unscrubbed_hash
+        if fetched is not None and fetched.content_hash != doc.content_hash:
+            row["unscrubbed_hash"] = fetched.content_hash
+        if fetched is not None and fetched.link != doc.link:
+            row["unscrubbed_id"] = fetched.id  # a hash: the link as fetched holds a token
         try:
+            if self._handle is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - close()
             self._handle.write(json.dumps(row, ensure_ascii=False) + "\n")
             self._handle.flush()
         except OSError as exc:
             # A partly written line is cut by the next run's _drop_torn_tail.
             raise write_failed(self.path, exc) from exc
         self.links.add(doc.link)
-        self.hashes.update((doc.content_hash, unscrubbed_hash))
-        self.hashes.discard("")
-        self.links.discard("")
-        return True
+        self.link_ids.add(row.get("unscrubbed_id", ""))
+        self.hashes.update((doc.content_hash, row.get("unscrubbed_hash", "")))
+        for known in (self.links, self.link_ids, self.hashes):
+            known.discard("")
 
     def close(self) -> None:
+        if self._handle is None:
+            return
         try:
             self._handle.flush()
             os.fsync(self._handle.fileno())
@@ -143,14 +166,10 @@ def _local_path(persona: Persona, source: str) -> Path | None:
 
 
 def _record_sources(persona: Persona, sources: Iterable[str]) -> None:
-    config = load_config(persona)
-    recorded = list(config.get("sources") or [])
-    for source in sources:
-        if source not in recorded:
-            recorded.append(source)
-    if recorded != config.get("sources"):
-        config["sources"] = recorded
-        save_config(persona, config)
+    recorded = list(load_config(persona).get("sources") or [])
+    added = [source for source in dict.fromkeys(sources) if source not in recorded]
+    if added:
+        update_config(persona, sources=recorded + added)
 
 
 def _recordable(persona: Persona, source: str) -> str:
@@ -198,14 +217,16 @@ class Fetch:
     def documents(self, source: str) -> Iterator[Item]:
         path = _local_path(self.persona, source)
         if path is not None:
-            yield from local_documents(path, source, self.on_total, self.on_done)
+            found = False
+            for item in local_documents(path, source, self.on_total, self.on_done):
+                found = True
+                yield item
+            if not found:
+                yield Failure(source, "a folder with no file to read")
             return
-        if "://" not in source and (source[:1] in "/.~" or "." not in source.split("/")[0]):
-            yield Failure(source, "no such file or folder")
-            return
-        url = source if "://" in source else f"https://{source}"
-        if urlsplit(url).scheme not in ("http", "https"):
-            yield Failure(source, "not an existing path or an http(s) URL")
+        url = _web_url(source)
+        if url is None:
+            yield Failure(source, _not_a_source(source))
             return
         yield from self._web_documents(url.rstrip("/") if _is_root(url) else url, source)
 
@@ -253,6 +274,22 @@ class Fetch:
         yield Document(article.title, response.url, article.date, article.text, source, False)
 
 
+def _looks_like_path(source: str) -> bool:
+    return "://" not in source and (source[:1] in "/.~" or "." not in source.split("/")[0])
+
+
+def _web_url(source: str) -> str | None:
+    """The http(s) URL a source that is not an existing path names, or None if it names none."""
+    if _looks_like_path(source):
+        return None
+    url = source if "://" in source else f"https://{source}"
+    return url if urlsplit(url).scheme in ("http", "https") else None
+
+
+def _not_a_source(source: str) -> str:
+    return "no such file or folder" if _looks_like_path(source) else "not an http(s) URL"
+
+
 def _is_root(url: str) -> bool:
     return urlsplit(url).path in ("", "/")
 
@@ -279,14 +316,21 @@ def check_per_host(per_host: int) -> None:
 def _add(
     corpus: CorpusFile, doc: Document, scrubber: Scrubber | None, summary: FetchSummary
 ) -> bool:
-    """Add the document, scrubbed first when asked; only what is written is counted."""
-    if scrubber is None:
-        return corpus.add(doc)
-    before = scrubber.counts.copy()
-    added = corpus.add(scrub_document(doc, scrubber), unscrubbed_hash=doc.content_hash)
-    if added and summary.scrubbed is not None:
+    """Add the document, scrubbed first when asked, unless the corpus has it; only what is
+    written is counted."""
+    fetched = doc
+    before = scrubber.counts.copy() if scrubber else Counter()
+    if scrubber is not None:
+        doc = scrub_document(doc, scrubber)
+    why = corpus.known(doc, fetched)
+    if why is not None:
+        summary.by_link += why == "link"
+        summary.by_text += why == "text"
+        return False
+    corpus.add(doc, fetched if scrubber else None)
+    if scrubber is not None and summary.scrubbed is not None:
         summary.scrubbed.update(scrubber.counts - before)
-    return added
+    return True
 
 
 def fetch_corpus(
@@ -296,14 +340,14 @@ def fetch_corpus(
     progress: Progress | None = None,
     scrubber: Scrubber | None = None,
 ) -> FetchSummary:
-    """Fetch every source into corpus.jsonl; sources given explicitly are recorded. With a
-    scrubber, personal data in each new document's title and text is replaced first."""
+    """Fetch every source into corpus.jsonl; sources given explicitly are recorded once the
+    fetch has read something. With a scrubber, personal data in each new document's title
+    and text is replaced first. Nothing is written when nothing is fetched."""
     check_per_host(per_host)
     file_limits()  # a bad budget in the environment stops the fetch before it reads anything
     given = list(sources)
     chosen = given or default_sources(persona)
-    persona.root.mkdir(parents=True, exist_ok=True)
-    summary = FetchSummary(scrubbed=Counter() if scrubber else None)
+    summary = FetchSummary(sources=chosen, scrubbed=Counter() if scrubber else None)
     fetcher = Fetcher(per_host=per_host)
     corpus = CorpusFile(persona.corpus)
     tally = Tally(progress, "fetching", 0)
@@ -311,25 +355,39 @@ def fetch_corpus(
     try:
         for source in chosen:
             tally.describe(f"fetching {source}")
-            before = (summary.new, summary.skipped)
-            source_failed = False
+            before = (summary.new, summary.skipped, len(summary.failures))
             for item in run.documents(source):
                 if isinstance(item, Failure):
                     summary.failures.append(item)
-                    source_failed = source_failed or item.where == source
                 elif isinstance(item, Skipped):
-                    summary.skipped += 1
+                    summary.by_link += 1
                 elif _add(corpus, item, scrubber, summary):
                     summary.new += 1
                     summary.paywalled += item.paywalled
-                else:
-                    summary.skipped += 1
-            if not source_failed or (summary.new, summary.skipped) != before:
+            read, failed = _outcome(summary, before)
+            if read or not failed:  # a source that gave nothing but failures is not kept
                 summary.sources_ok.append(source)
+            if failed and _local_path(persona, source) is None and _web_url(source):
+                summary.web_failed = True
     finally:
         corpus.close()
         fetcher.close()
-    if given:
-        ok = [_recordable(persona, s) for s in given if s in summary.sources_ok]
-        _record_sources(persona, ok)
+    if given and summary.skipped + summary.new:
+        _record_sources(persona, [_recordable(persona, s) for s in summary.sources_ok])
     return summary
+
+
+def _outcome(summary: FetchSummary, before: tuple[int, int, int]) -> tuple[bool, bool]:
+    """Whether the source just read gave any document (new or known), and any failure."""
+    new, skipped, failures = before
+    return (summary.new, summary.skipped) != (new, skipped), len(summary.failures) > failures
+
+
+def nothing_fetched(summary: FetchSummary) -> RaftError:
+    """The error of a fetch that read nothing, naming its source when there was one: exit 2
+    when only local files and folders, or sources that name neither a path nor an http(s)
+    URL, failed (the input must change); exit 1 when a web source failed or gave nothing
+    (the network or a server may recover)."""
+    where = f"{summary.sources[0]}: " if len(summary.sources) == 1 else ""
+    error = RaftError if summary.web_failed or not summary.failures else UsageError
+    return error(f"{where}nothing fetched; the corpus is unchanged")

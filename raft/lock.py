@@ -54,11 +54,15 @@ def persona_lock(
 
     `command` is recorded for the message another process shows when it is refused.
     `create` makes a missing persona folder (fetch starts a persona); otherwise a missing
-    folder is the usual "unknown persona" error."""
+    folder is the usual "unknown persona" error. A folder made here for a command that then
+    fails is removed again if it holds nothing but the lock file: a failed start leaves no
+    persona behind."""
+    made = False
     if not persona.root.is_dir():
         if not create:
             persona.require()
         persona.root.mkdir(parents=True, exist_ok=True)
+        made = True
     path = persona.root / LOCK_FILE
     fd = _open(path)
     if fd is None:  # a read-only folder without a lock file: no command can write there
@@ -78,10 +82,22 @@ def persona_lock(
             fcntl.flock(fd, fcntl.LOCK_SH)
         try:
             yield
+        except BaseException:
+            if made:
+                _remove_if_bare(persona.root, path)  # while still holding the lock
+            raise
         finally:
             _release(fd, shared)
     finally:
         os.close(fd)  # drops the flock, if the release above could not
+
+
+def _remove_if_bare(folder: Path, lock: Path) -> None:
+    """Remove the folder if the lock file is all it holds; anything else in it is kept."""
+    with suppress(OSError):
+        if [entry.name for entry in folder.iterdir()] == [lock.name]:
+            lock.unlink()
+            folder.rmdir()  # fails, and keeps the folder, if a file appeared meanwhile
 
 
 def _open(path: Path) -> int | None:

@@ -305,15 +305,12 @@ def scrubber_for(persona: Persona) -> Scrubber:
 
 
 def chosen_scrubber(persona: Persona, asked: bool) -> Scrubber | None:
-    """The scrubber for what comes into the persona: once `--scrub` is given, persona.toml
-    records `scrub = true`, so every later fetch or import is scrubbed too (a refresh
-    without the flag never lets personal data in)."""
-    from raft.config import load_config, save_config
+    """The scrubber for what comes into the persona: with `--scrub`, or when persona.toml
+    records `scrub = true`, as a fetch or import with `--scrub` does once it has written
+    something, so a refresh without the flag never lets personal data in."""
+    from raft.config import load_config
 
-    config = load_config(persona)
-    if asked and config.get("scrub") is not True:
-        save_config(persona, config | {"scrub": True})
-    return scrubber_for(persona) if asked or config.get("scrub") is True else None
+    return scrubber_for(persona) if asked or load_config(persona).get("scrub") is True else None
 
 
 def describe_counts(counts: Counter[str]) -> str:

@@ -147,21 +147,23 @@ def _norm(text: str) -> str:
 _WARNED: set[frozenset[Path]] = set()  # pairs already reported by this process
 
 
-def _same_interview(one: Interview, other: Interview) -> str | None:
-    """Why `one` is `other` again (it repeats most of its questions and answers), or None.
+def _same_interview(one: Interview, other: Interview, name: str = "") -> str | None:
+    """Why `one` is `other` again (it repeats most of its questions and answers), or None;
+    `name` names `one` in that reason (default: its path).
 
     The content decides: real transcripts carry urls pasted from another interview, so a
     shared url alone only gets a warning."""
+    first = name or str(one.path)
     texts = {_norm(t) for pair in one.exchanges for t in pair}
     shared = texts & {_norm(t) for pair in other.exchanges for t in pair}
     same_url = bool(one.url) and one.url == other.url
     if len(shared) * 2 > len(texts):
         if same_url:
             return (
-                f"{one.path} and {other.path} are the same interview (same url) with most "
+                f"{first} and {other.path} are the same interview (same url) with most "
                 "of the same exchanges"
             )
-        return f"{one.path} repeats most of {other.path}"
+        return f"{first} repeats most of {other.path}"
     if same_url and frozenset((one.path, other.path)) not in _WARNED:
         _WARNED.add(frozenset((one.path, other.path)))
         warn(
@@ -253,16 +255,34 @@ def transcript_path(
 def save_transcript(
     persona: Persona, interview: ImportedInterview, benchmark: bool = False
 ) -> Path:
-    """Write an imported interview (raft.interviews.read.ImportedInterview), then check every
-    training interview again; the file just written is removed if that fails."""
+    """Write an imported interview (raft.interviews.read.ImportedInterview) unless it is one
+    already trained on or held out: that is refused before anything is written, naming
+    SOURCE."""
     check_lengths(interview.source, interview.exchanges)  # a scrub may have lengthened them
     out = transcript_path(persona, interview, benchmark)
     if out.exists():
         raise UsageError(f"{out} already exists; remove it first to replace it")
+    _check_new(persona, interview, out, benchmark)
     write_json(out, interview.transcript())
-    try:
-        training_interviews(persona)
-    except RaftError:
-        out.unlink()  # the file this command just wrote, never an existing one
-        raise
     return out
+
+
+def _check_new(persona: Persona, imported: ImportedInterview, out: Path, benchmark: bool) -> None:
+    """Refuse, naming SOURCE, an interview that repeats one in transcripts/ or benchmark/."""
+    training = training_interviews(persona)  # the files already there must agree first
+    held_out = load_interviews(persona.benchmark, benchmark=True)
+    new = Interview(
+        path=out,
+        interviewer=imported.interviewer,
+        target=imported.target,
+        date=imported.date,
+        url=imported.url,
+        exchanges=tuple((question, answer) for question, answer in imported.exchanges),
+        benchmark=benchmark,
+    )
+    for other in training + held_out:
+        if reason := _same_interview(new, other, imported.source or str(out)):
+            why = "already imported"
+            if other.benchmark != benchmark:
+                why = "a held-out interview must not be trained on"
+            raise UsageError(f"{reason}: {why}")

@@ -367,7 +367,8 @@ def test_refusals_leave_the_persona_as_it_was(lena, tmp_path):
     text = tmp_path / "podcast.txt"
     text.write_text("\n\n".join(f"Mo Okafor: {q}\n\n{TARGET}: {a}" for q, a in held["exchanges"]))
     collision = add(env, str(text), "--date", "2023-01-10")
-    line = one_line_error(collision, code=1)
+    line = one_line_error(collision)  # bad input: exit 2, naming it
+    assert line.startswith(f"raft: error: {text} repeats most of ")
     assert "a held-out interview must not be trained on" in line
     assert listing(persona) == before
 

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from raft.dates import is_iso_date
 from raft.errors import RaftError, UsageError
+from raft.interviews.podcast import PODCAST_FORMATS, read_podcast
 from raft.interviews.turns import ANSWER, QUESTION, Turn, is_target, pair_turns, speakers
 from raft.transcripts import check_lengths
 
@@ -103,9 +104,17 @@ def _fetch(url: str) -> Source:
     return Source(url, text.lstrip("\ufeff"), response.body, url, response.content_type)
 
 
-def detect_format(source: Source) -> str:
-    """By the name's suffix (.json .vtt .srt .html .htm), else the server's content type,
-    else the text itself: WEBVTT, an SRT cue, a JSON object, HTML markup; else plain text."""
+def detect_format(source: Source, fmt: str | None = None) -> str:
+    """`fmt` if given, else by the name's suffix (.json .vtt .srt .html .htm), else the
+    server's content type, else the text itself: WEBVTT, an SRT cue, a JSON object, HTML
+    markup; else plain text. Then by content, a JSON or HTML file that is a Podcasting 2.0
+    transcript is "podcast-json" or "podcast-html" (raft.interviews.podcast)."""
+    from raft.interviews.podcast import dialect
+
+    return dialect(source.text, fmt or _format_by_name(source))
+
+
+def _format_by_name(source: Source) -> str:
     path = urlsplit(source.url).path if source.url else source.name
     if found := SUFFIXES.get(Path(path).suffix.lower()):
         return found
@@ -137,10 +146,11 @@ class ImportedInterview:
     url: str
     exchanges: list[list[str]]
     stem: str  # base of the file name it is written under
-    speakers: list[tuple[str, str]]  # (name, "q" | "a"), in order of appearance
+    speakers: list[tuple[str, str, int]]  # (name, "q" | "a", words said), in order of appearance
     made: dict = field(default_factory=dict)  # source, format, labeller, scrubbed counts
     sources: list[list[str]] | None = None  # per exchange, when a transcript JSON has them
     source: str = ""  # SOURCE as given (a path or a URL), for messages
+    left_out: dict[str, int] | None = None  # a page's words not imported, by why (page.py)
 
     def transcript(self) -> dict:
         """The JSON written to transcripts/ or benchmark/."""
@@ -166,7 +176,7 @@ class ImportedInterview:
         system prompt of every sample, the url and the base each sample's record."""
         made = self.made | ({"from": change(self.made["from"])} if "from" in self.made else {})
         # Each name once: the interviewer is also among the speakers, and a scrub counts.
-        people = [self.interviewer, self.target, *(name for name, _ in self.speakers)]
+        people = [self.interviewer, self.target, *(name for name, _, _ in self.speakers)]
         names = {name: change(name) for name in dict.fromkeys(people)}
         return replace(
             self,
@@ -175,7 +185,7 @@ class ImportedInterview:
             url=change(self.url),
             exchanges=[[change(q), change(a)] for q, a in self.exchanges],
             stem=change(self.stem),
-            speakers=[(names[name], side) for name, side in self.speakers],
+            speakers=[(names[name], side, said) for name, side, said in self.speakers],
             made=made,
         )
 
@@ -195,18 +205,20 @@ def read_interview(
     labeller=None,
 ) -> ImportedInterview:
     """Read SOURCE (`fmt` forces its format) into exchanges. With `labeller` (a CachedLLM),
-    the text's paragraphs are labelled question or answer by the model
-    (raft.interviews.speakers) instead of by the names or marks in the text."""
+    the paragraphs of a text or page, or the turns of captions, are labelled question or
+    answer by the model (raft.interviews.speakers) instead of by the names or marks in it."""
     if when and not is_iso_date(when):
         raise UsageError(f"bad --date {when!r}: use YYYY-MM-DD")
     loaded = load_source(source)
-    fmt = fmt or detect_format(loaded)
+    fmt = detect_format(loaded, fmt)
+    if labeller is not None and fmt in PODCAST_FORMATS:
+        raise UsageError(f"{loaded.name}: a Podcasting 2.0 transcript names its speakers")
     if fmt == "json":
         if labeller is not None:
-            raise UsageError("--assign-speakers reads text or a web page, not a transcript JSON")
+            raise UsageError(f"{loaded.name}: --assign-speakers labels captions, text or pages")
         return _read_json(loaded)
     known = {target, interviewer or ""}
-    page = None
+    page, left_out = None, None  # left_out: words of a page not imported, by why
     if fmt == "html":
         from raft.interviews.page import page_turns, read_page
 
@@ -216,20 +228,19 @@ def read_interview(
     if not date:
         raise UsageError(f"{loaded.name}: the source gives no date; pass --date YYYY-MM-DD")
     if labeller is not None:
-        if page is None and fmt != "text":
-            raise UsageError("--assign-speakers reads text or a web page, not captions")
         from raft.interviews.speakers import assign_speakers
-        from raft.interviews.text import paragraphs
 
         interviewer = interviewer or author or _no_interviewer(loaded.name, [], target)
-        texts = [p.text for p in page.paragraphs] if page else paragraphs(loaded.text)
+        texts = _unlabelled(loaded, fmt, page, known)
         turns = assign_speakers(texts, labeller, target, interviewer)
     elif fmt in ("vtt", "srt"):
         from raft.interviews.captions import read_captions
 
         turns = read_captions(loaded.name, loaded.text, fmt, known)
+    elif fmt in PODCAST_FORMATS:
+        turns = read_podcast(loaded.name, loaded.text, fmt)
     elif page is not None:
-        turns = page_turns(loaded.name, page, known)
+        turns, left_out = page_turns(loaded.name, page, known)
     else:
         from raft.interviews.text import read_text
 
@@ -270,7 +281,25 @@ def read_interview(
         speakers=_sides(turns, named, interviewer, target),
         made=made,
         source=loaded.name,
+        left_out=left_out,
     )
+
+
+def _unlabelled(loaded: Source, fmt: str, page, known: set[str]) -> list[str]:
+    """What --assign-speakers labels: the turns of captions (where `>>` or `- ` marks a new
+    speaker), else the paragraphs of the page (not its headings or link lists) or text."""
+    if fmt in ("vtt", "srt"):
+        from raft.interviews.captions import caption_turns
+
+        texts = [turn.text for turn in caption_turns(loaded.name, loaded.text, fmt, known)]
+        if len(texts) < 2:
+            raise UsageError(f"{loaded.name}: no change of speaker (>> or - ) to label")
+        return texts
+    if page is not None:
+        return [p.text for p in page.paragraphs if not (p.heading or p.linked)]
+    from raft.interviews.text import paragraphs
+
+    return paragraphs(loaded.text)
 
 
 def _no_interviewer(name: str, askers: list[str], target: str) -> str:
@@ -278,13 +307,22 @@ def _no_interviewer(name: str, askers: list[str], target: str) -> str:
     raise UsageError(f"{name}: who asks the questions? ({found}); pass --interviewer NAME")
 
 
-def _sides(turns: list[Turn], named: list[str], interviewer: str, target: str):
-    sides = [(name, "a" if is_target(name, target) else "q") for name in named]
-    marks = {turn.speaker for turn in turns}
-    if QUESTION in marks and not any(side == "q" for _, side in sides):
-        sides.insert(0, (interviewer, "q"))
-    if ANSWER in marks and not any(side == "a" for _, side in sides):
-        sides.append((target, "a"))
+def _sides(
+    turns: list[Turn], named: list[str], interviewer: str, target: str
+) -> list[tuple[str, str, int]]:
+    """(name, side, words said) of each speaker, so a misattributed line shows in the counts:
+    an unnamed turn counts for the speaker before it, a question mark for the interviewer
+    and an answer mark for the target."""
+    said: dict[str, int] = {}
+    speaker = ""
+    for turn in turns:
+        speaker = turn.speaker or speaker
+        said[speaker] = said.get(speaker, 0) + len(turn.text.split())
+    sides = [(name, "a" if is_target(name, target) else "q", said[name]) for name in named]
+    if QUESTION in said and not any(side == "q" for _, side, _ in sides):
+        sides.insert(0, (interviewer, "q", said[QUESTION]))
+    if ANSWER in said and not any(side == "a" for _, side, _ in sides):
+        sides.append((target, "a", said[ANSWER]))
     return sides
 
 
@@ -298,6 +336,7 @@ def _read_json(loaded: Source) -> ImportedInterview:
         interview = load_interview(Path(loaded.name), body=loaded.body)
     except TranscriptError as exc:
         raise UsageError(str(exc)) from None  # a bad input file, as in the other formats
+    asked, answered = (sum(len(pair[n].split()) for pair in interview.exchanges) for n in (0, 1))
     return ImportedInterview(
         interviewer=interview.interviewer,
         target=interview.target,
@@ -305,7 +344,7 @@ def _read_json(loaded: Source) -> ImportedInterview:
         url=interview.url,
         exchanges=[list(pair) for pair in interview.exchanges],
         stem=Path(loaded.name).stem,
-        speakers=[(interview.interviewer, "q"), (interview.target, "a")],
+        speakers=[(interview.interviewer, "q", asked), (interview.target, "a", answered)],
         sources=[list(names) for names in interview.sources] or None,
         source=loaded.name,
     )

@@ -4,6 +4,7 @@ them into (question, answer) exchanges."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from raft.errors import UsageError
@@ -87,6 +88,53 @@ def split_label(text: str, known: set[str] = frozenset()) -> tuple[str, str]:
         if looks_like_name(name) or name.casefold() in {k.casefold() for k in known}:
             return name, (match[2] or "").strip()
     return "", text
+
+
+def is_full_name(label: str) -> bool:
+    """A name of two to four words ("Dan Ott"): a speaker even when it labels one line."""
+    return len(label.split()) >= 2 and looks_like_name(label)
+
+
+# A `Name:` label inside a line, after a sentence ends: "… my co-host, Dan. Dan Ott: Yo."
+# Name words hold no "." (so "Yes. Dan Ott" is never one name), and every run is taken
+# possessively, so a search is one scan from each sentence end.
+_WORD = r"[^\W\d_][\w'’-]*+"
+_INLINE = re.compile(rf"[.?!…][\"”’')\]]*+\s++((?:{_WORD}[ \t]++){{0,3}}{_WORD})[ \t]*+:(?=\s|$)")
+
+
+def split_inline(text: str, speaker_of: Callable[[str], str]) -> list[tuple[str, str]]:
+    """(speaker, text) parts of `text`: the first is ("", …), whoever spoke before; each
+    `Name:` after a sentence end that `speaker_of` maps to a speaker ("" if it is none)
+    starts another."""
+    parts: list[tuple[str, str]] = []
+    speaker, start = "", 0
+    for match in _INLINE.finditer(text):
+        if found := speaker_of(" ".join(match[1].split())):
+            parts.append((speaker, text[start : match.start(1)].strip()))
+            speaker, start = found, match.end()
+    parts.append((speaker, text[start:].strip()))
+    return parts
+
+
+class Names:
+    """The speakers a file names, each spelled as the file first labels them, looked up
+    regardless of case ("JO PARK:" at a line's start, "Jo Park:" inside one)."""
+
+    def __init__(self, labels: list[str], accepted: set[str], known: set[str], full: bool):
+        self.spelled = {label.casefold(): label for label in reversed(labels) if label in accepted}
+        for name in known:
+            if name:
+                self.spelled.setdefault(name.casefold(), name)
+        self.full = full  # whether a full name (is_full_name) is a speaker the first time
+
+    def speaker(self, label: str) -> str:
+        """The speaker a label names, or ""."""
+        if found := self.spelled.get(label.casefold()):
+            return found
+        if self.full and is_full_name(label):
+            self.spelled[label.casefold()] = label
+            return label
+        return ""
 
 
 def accepted_names(labels: list[str], known: set[str]) -> set[str]:

@@ -30,14 +30,22 @@ class Document:
     @property
     def id(self) -> str:
         """Stable: from the canonical link, else from the content."""
-        basis = f"link:{self.link}" if self.link else f"sha256:{self.content_hash}"
-        return hashlib.sha256(basis.encode("utf-8")).hexdigest()[:16]
+        return link_id(self.link) if self.link else _short_hash(f"sha256:{self.content_hash}")
 
     def row(self) -> dict:
         row = {"id": self.id, **asdict(self), "content_hash": self.content_hash}
         if not self.pages:
             del row["pages"]  # rows of unpaged documents stay as they were
         return row
+
+
+def link_id(link: str) -> str:
+    """The id of the document at a canonical link."""
+    return _short_hash(f"link:{link}")
+
+
+def _short_hash(basis: str) -> str:
+    return hashlib.sha256(basis.encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """Documents as local sources: PDF (pypdf), EPUB (ebooklib) and DOCX (python-docx).
 
-A PDF is one document whose pages are joined by a blank line, and which records where each page
-starts so chunks can name their pages. An EPUB is one document per chapter; a DOCX is one
-document. Headings and list items are kept as Markdown lines. A file that cannot be read is a
-`Failure`, never an exception, so one bad file does not stop the fetch of a folder.
+A PDF is one document, its lines reflowed into paragraphs (see `raft.sources.pdftext`), which
+records where each page starts so chunks can name their pages. An EPUB is one document per
+chapter; a DOCX is one document. Headings and list items are kept as Markdown lines. A file
+that cannot be read is a `Failure`, never an exception, so one bad file does not stop the fetch
+of a folder.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from raft.dates import normalize_date
 from raft.sources import Document, Failure, Item
 from raft.sources.budget import FileBudget, OverBudget
+from raft.sources.pdftext import pdf_text
 
 _DATE_PREFIX = re.compile(r"^(\d{4}-\d{2}-\d{2})")
 _PDF_DATE = re.compile(r"^(?:D:)?(\d{4})(\d{2})?(\d{2})?")
@@ -66,7 +68,7 @@ def _tidy(text: str) -> str:
 
 
 def pdf_documents(file: Path, source: str) -> Iterator[Item]:
-    """The text of a PDF as one document, pages joined by a blank line and their starts kept."""
+    """The text of a PDF as one document of paragraphs, where each page starts kept."""
     import logging
 
     from pypdf import PdfReader
@@ -109,7 +111,7 @@ def pdf_documents(file: Path, source: str) -> Iterator[Item]:
         yield Failure(str(file), f"not a readable PDF: {_reason(exc)}")
         return
     yield from page_failures
-    content, pages = _join_pages(texts)
+    content, pages = pdf_text(texts)
     if not content:
         yield Failure(str(file), "the PDF has no extractable text (scanned pages need OCR)")
         return
@@ -158,24 +160,6 @@ def _decrypted(reader: Any) -> bool:
 def _info(info: Any, key: str) -> Any:
     """A document-information entry, resolved (a plain `.get` may give a reference); or ""."""
     return info[key] if key in info else ""  # noqa: SIM401 - `get` does not resolve
-
-
-def _join_pages(texts: list[str]) -> tuple[str, tuple[int, ...]]:
-    """Page texts joined by blank lines, and where each page starts in the result.
-
-    A blank page starts where the next page with text does, so no character is on it.
-    """
-    parts: list[str] = []
-    starts: list[int] = []
-    length = 0
-    for text in texts:
-        text = text.strip()
-        start = length + 2 if parts else 0  # after the blank line that will precede it
-        starts.append(start)
-        if text:
-            parts.append(text)
-            length = start + len(text)
-    return "\n\n".join(parts), tuple(min(start, length) for start in starts)
 
 
 def _pdf_date(value: Any) -> str:

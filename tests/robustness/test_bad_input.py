@@ -108,7 +108,7 @@ def test_the_same_interview_in_two_files_is_refused(generated, tmp_path):
     result = run_cli(
         "raft", "transcript:add", "lena", str(source), env={"RAFT_DATA_DIR": str(data)}
     )
-    assert "repeats most of" in one_line_error(result)
+    assert f"{source} repeats most of" in one_line_error(result, code=2)
     assert sorted((data / "lena" / "transcripts").iterdir()) == listing
 
 

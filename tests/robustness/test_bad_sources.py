@@ -26,9 +26,11 @@ def corpus_before(data_dir: Path, tmp_path: Path) -> bytes:
     return (data_dir / "author" / "corpus.jsonl").read_bytes()
 
 
-def assert_fails_cleanly(data_dir: Path, before: bytes, source: str, message: str) -> None:
+def assert_fails_cleanly(
+    data_dir: Path, before: bytes, source: str, message: str, code: int = 1
+) -> None:
     result = run_cli("raft", "fetch", "author", "--from", source, env={"RAFT_FETCH_RETRIES": "0"})
-    assert result.returncode == 1, (source, result.stdout, result.stderr)
+    assert result.returncode == code, (source, result.stdout, result.stderr)
     assert message in result.stderr, result.stderr
     assert source.split("://")[-1] in result.stderr, result.stderr
     assert "nothing fetched; the corpus is unchanged" in result.stderr
@@ -72,7 +74,8 @@ def test_bad_sources_fail_clearly_and_never_wipe_the_corpus(
         str(tmp_path / "absent"): "no such file or folder",
     }
     for source, message in cases.items():
-        assert_fails_cleanly(data_dir, corpus_before, source, message)
+        code = 1 if "://" in source else 2  # a web source failed; a local input must change
+        assert_fails_cleanly(data_dir, corpus_before, source, message, code)
     assert recorded_sources(data_dir) == [str(tmp_path / "good.txt")]  # failures not recorded
 
 

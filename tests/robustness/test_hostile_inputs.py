@@ -212,7 +212,7 @@ def test_an_interview_that_shares_only_a_url_is_held_out_with_a_warning(tmp_path
     copy.write_text(json.dumps(INTERVIEWS[GARDEN]))
     again = run_cli("raft", "transcript:add", "lena", str(copy), "--benchmark", env=env)
     [line] = [line for line in again.stderr.splitlines() if "error" in line]
-    assert again.returncode == 1 and line.startswith(f"raft: error: {persona / 'benchmark'}")
+    assert again.returncode == 2 and line.startswith(f"raft: error: {copy} and {training}")
     assert "are the same interview (same url) with most of the same exchanges" in line
     assert "a held-out interview must not be trained on" in line
     assert sorted(p.name for p in (persona / "benchmark").iterdir()) == [

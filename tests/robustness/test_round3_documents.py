@@ -215,8 +215,8 @@ def test_an_epub_bomb_is_refused_before_it_is_inflated(data_dir, tmp_path, essay
     assert peak_mb < 150, peak_mb  # the chapter alone is 128 MB
     assert [doc["content"] for doc in corpus(data_dir)] == [ESSAY]
 
-    alone, _ = fetch(bomb)  # the only source: exit 1, nothing written
-    assert alone.returncode == 1 and "nothing fetched" in alone.stderr
+    alone, _ = fetch(bomb)  # the only source, a local file: exit 2, nothing written
+    assert alone.returncode == 2 and "nothing fetched" in alone.stderr
     assert "Traceback" not in alone.stderr + result.stderr
 
 
