@@ -27,8 +27,9 @@ def write_failed(path: Path, exc: OSError) -> RaftError:
 
 
 @contextmanager
-def atomic_open(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
-    """Open a temporary file beside `path`; on success fsync and rename it over `path`."""
+def atomic_open(path: Path, mode: str = "w", private: bool = False) -> Iterator[IO[Any]]:
+    """Open a temporary file beside `path`; on success fsync and rename it over `path`.
+    `private` keeps it readable by its owner only (it holds tokens)."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -37,7 +38,7 @@ def atomic_open(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
         raise write_failed(path, exc) from exc
     try:
         encoding = None if "b" in mode else "utf-8"
-        os.fchmod(fd, 0o666 & ~_UMASK)
+        os.fchmod(fd, 0o600 if private else 0o666 & ~_UMASK)
         with os.fdopen(fd, mode, encoding=encoding) as handle:
             yield handle
             handle.flush()
@@ -58,8 +59,8 @@ def write_text(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def write_json(path: Path, data: Any) -> None:
-    with atomic_open(path) as handle:
+def write_json(path: Path, data: Any, private: bool = False) -> None:
+    with atomic_open(path, private=private) as handle:
         json.dump(data, handle, ensure_ascii=False, indent=2)
         handle.write("\n")
 

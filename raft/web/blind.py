@@ -77,7 +77,8 @@ def add_raters(persona: Persona, count: int) -> list[Rater]:
         if len(raters) < count:
             for n in range(len(raters), count):
                 raters.append(Rater(f"rater-{n + 1}", secrets.token_urlsafe(16)))
-            write_json(path, {"raters": [vars(r) for r in raters]})
+            # The tokens are the raters' links: readable by the server's owner only.
+            write_json(path, {"raters": [vars(r) for r in raters]}, private=True)
     return raters
 
 

@@ -136,6 +136,8 @@ def test_the_secret_is_made_once_never_world_readable_and_orders_outlive_a_resta
     secret = persona.ratf / "human" / "secret"
     made = secret.read_bytes()
     assert len(made) == 32 and stat.S_IMODE(secret.stat().st_mode) == 0o600
+    raters = persona.ratf / "human" / "raters.json"  # the raters' tokens, private too
+    assert stat.S_IMODE(raters.stat().st_mode) == 0o600
     with serving(env, log) as (url, _):
         again = httpx.get(f"{url}/api/blind/state", params={"rater": tokens["rater-1"]})
         assert httpx.get(f"{url}/static/secret").status_code == 404
