@@ -210,9 +210,19 @@ def check_personal_data(persona: Persona) -> str | None:
     return f"{first}{more}: {fixes_for(persona, matched)}"
 
 
-def _file_text(path: Path) -> str:
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        return "\n".join(_line_text(line) for line in handle)
+def _first_holders(paths: list[Path], texts: list[str]) -> dict[str, Path]:
+    """For each text, the first of `paths` whose lines hold it, read a line at a time (a
+    corpus may be far larger than memory wants to hold)."""
+    holders: dict[str, Path] = {}
+    for path in paths:
+        wanted = [t for t in texts if t not in holders]
+        if not wanted:
+            break
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                text = _line_text(line)
+                holders.update((t, path) for t in wanted if t not in holders and t in text)
+    return holders
 
 
 def fixes_for(persona: Persona, matched: list[str]) -> str:
@@ -220,11 +230,11 @@ def fixes_for(persona: Persona, matched: list[str]) -> str:
     from: a training transcript (its text, url or names), or the corpus (a document's text,
     title or link); what is in neither was written into finetune/ some other way."""
     name = persona.name
-    sources = [(p, _file_text(p)) for p in sorted(persona.transcripts.glob("*.json"))]
     corpus = [p for p in (persona.corpus, persona.chunks) if p.is_file()]
-    sources += [(p, _file_text(p)) for p in corpus]
+    sources = [*sorted(persona.transcripts.glob("*.json")), *corpus]
     distinct = list(dict.fromkeys(matched))[:50]  # enough to name every place it comes from
-    found = dict.fromkeys(next((p for p, body in sources if t in body), None) for t in distinct)
+    holders = _first_holders(sources, distinct)
+    found = dict.fromkeys(holders.get(t) for t in distinct)
     transcripts = [p for p in found if p is not None and p not in corpus]
     fixes = []
     if transcripts:
