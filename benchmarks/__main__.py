@@ -16,6 +16,7 @@ STAGES = [
     "ftgen",
     "ftgen_cost",
     "train",
+    "batching",
     "memory",
     "likelihood",
     "replay",

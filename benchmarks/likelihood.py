@@ -8,17 +8,30 @@ same), and registered as local records with the budget `raft ft:run` gives a CPU
 SmolLM2 tokens, 512 of them kept for the answer). Items are the sample interview's real
 exchanges and history, with three memories a question taken from the sample's essays, so no
 LLM call is needed to build them.
+
+It also measures throughput, scored answer tokens a second, which `scripts/gpucheck` shows:
+`python -m benchmarks.likelihood throughput MODEL_FOLDER [MESSAGES_JSONL N]` scores, with a
+base model folder (no adapter), the sample interview's items as `ratf score` sends them
+(`--copies` of it, each a distinct interview), or the first N rows of a TRL messages file
+(each row's last answer and, as the shuffled control, the next row's), and prints one JSON
+line.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import json
 import os
 import random
 import re
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 from benchmarks.common import REPO, SEED, Result
 
@@ -132,6 +145,134 @@ def build_persona(root: Path, items: list) -> object:
     return persona
 
 
+# -- Throughput ---------------------------------------------------------------------------
+
+
+@dataclass
+class Throughput:
+    """How fast one model scored a list of (prompt, answer) pairs."""
+
+    pairs: int
+    answer_tokens: int  # scored: every pair's answer tokens
+    positions: int  # row positions run (a shared prefix once), padding included
+    padding_fraction: float  # of those positions
+    seconds: float  # packing, forward passes and log-probabilities; tokenizing not counted
+    tokenize_seconds: float
+    tokens_per_second: float  # answer_tokens / seconds
+    peak_memory_bytes: int  # accelerator memory (the process's RSS on a CPU)
+    device: str
+    dtype: str
+    batch_tokens: int
+
+    def row(self) -> dict[str, Any]:
+        return dataclasses.asdict(self) | {"peak_memory_gb": self.peak_memory_bytes / 2**30}
+
+
+def measure_throughput(
+    model_folder: Path | str,
+    pairs: list[tuple[list[dict[str, str]], str]],
+    batch_tokens: int | None = None,
+    dtype: Any = None,
+) -> Throughput:
+    """Score `pairs` (chat messages, answer) with the base model in `model_folder` on the
+    accelerator in its dtype (or `dtype`), after a warm-up on a few of them."""
+    from raft import accelerator
+    from ratf.likelihood import AnswerScorer, LocalModel, device_label, load_base, load_tokenizer
+
+    local = LocalModel(str(model_folder))
+    model = load_base(local, dtype)
+    scorer = AnswerScorer(model, load_tokenizer(local), batch_tokens)
+    start = time.perf_counter()
+    ids = [(scorer.prompt_ids(prompt), scorer.answer_ids(answer)) for prompt, answer in pairs]
+    tokenize = time.perf_counter() - start
+    scorer.score_ids(ids[:4])  # kernels chosen and memory pools grown before the clock
+    scorer.positions = scorer.padding = 0
+    accelerator.reset_peak_memory()
+    start = time.perf_counter()
+    scorer.score_ids(ids)  # ends by copying the sums to the host: the device is done
+    seconds = time.perf_counter() - start
+    answer_tokens = sum(len(answer) for _, answer in ids)
+    return Throughput(
+        pairs=len(pairs),
+        answer_tokens=answer_tokens,
+        positions=scorer.positions,
+        padding_fraction=scorer.padding / max(scorer.positions, 1),
+        seconds=seconds,
+        tokenize_seconds=tokenize,
+        tokens_per_second=answer_tokens / seconds,
+        peak_memory_bytes=accelerator.peak_memory_bytes(),
+        device=device_label(model),
+        dtype=accelerator.dtype_name(next(model.parameters()).dtype),
+        batch_tokens=scorer.batch_tokens,
+    )
+
+
+def answer_tokens_per_second(
+    model_folder: Path | str,
+    pairs: list[tuple[list[dict[str, str]], str]],
+    batch_tokens: int | None = None,
+) -> tuple[float, int]:
+    """(scored answer tokens a second, peak accelerator memory in bytes) for `pairs`."""
+    found = measure_throughput(model_folder, pairs, batch_tokens)
+    return found.tokens_per_second, found.peak_memory_bytes
+
+
+def sample_pairs(copies: int = 1) -> list[tuple[list[dict[str, str]], str]]:
+    """What `ratf score` scores for a base model without and with memories on the sample's
+    held-out interview: each item's prompt with the real and with the shuffled answer.
+    Each copy is dated a day later, so it is a distinct interview that shares no prompt
+    with the others beyond the system prompt's first words."""
+    from raft.transcripts import load_interviews
+    from ratf.scoring import shuffled_answers
+
+    items = build_items(quick=False)
+    shuffled = shuffled_answers(items, load_interviews(SAMPLE / "transcripts"))
+    budgets = [items[0].spec.budget]
+    pairs = []
+    for copy in range(copies):
+        day = (date.fromisoformat(items[0].date) + timedelta(days=copy)).isoformat()
+        for memories in (False, True):
+            for item in items:
+                prompt = dataclasses.replace(item, date=day).prompt(budgets, memories)
+                pairs += [(prompt, item.answer), (prompt, shuffled[item.id])]
+    return pairs
+
+
+def messages_pairs(path: Path, n: int) -> list[tuple[list[dict[str, str]], str]]:
+    """The first `n` rows of a TRL messages file: each row's prompt with its own last
+    answer and with the next row's (the shuffled control, as `ratf score` pairs them)."""
+    rows = [json.loads(line)["messages"] for line in path.read_text().splitlines() if line]
+    rows = rows[: n + 1]
+    if len(rows) < 2 or any(row[-1]["role"] != "assistant" for row in rows):
+        raise SystemExit(f"{path}: needs 2 or more rows that end with the assistant's answer")
+    pairs = []
+    for row, following in zip(rows, rows[1:] + rows[:1], strict=True):
+        if len(pairs) // 2 < n:
+            pairs += [(row[:-1], row[-1]["content"]), (row[:-1], following[-1]["content"])]
+    return pairs
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.likelihood", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    throughput = commands.add_parser("throughput", help="scored answer tokens a second")
+    throughput.add_argument("model", type=Path, help="a base model folder (safetensors)")
+    throughput.add_argument("messages", type=Path, nargs="?", help="a TRL messages file")
+    throughput.add_argument("n", type=int, nargs="?", default=64, help="its rows to score")
+    throughput.add_argument("--copies", type=int, default=8, help="of the sample interview")
+    throughput.add_argument("--batch-tokens", type=int, help="tokens per forward pass")
+    args = parser.parse_args(argv)
+    from raft.console import quiet_libraries
+
+    quiet_libraries()
+    if args.messages:
+        pairs, workload = messages_pairs(args.messages, args.n), f"{args.messages.name}"
+    else:
+        pairs, workload = sample_pairs(args.copies), f"sample interview x {args.copies}"
+    found = measure_throughput(args.model, pairs, args.batch_tokens)
+    print(json.dumps(found.row() | {"workload": workload}))
+
+
 def run(quick: bool) -> list[Result]:
     from raft.console import quiet_libraries
     from raft.transcripts import load_interviews
@@ -164,6 +305,9 @@ def run(quick: bool) -> list[Result]:
         for s, v in summary.items()
     )
     tokens = sum(v["tokens"] for v in summary.values())
+    # Scored: the real and the shuffled answer of every item, for every system.
+    scored = sum(i.real.tokens + i.shuffled.tokens for r in results.values() for i in r.items)
+    where = next(iter(summary.values()))
     return [
         Result(
             stage="likelihood",
@@ -175,9 +319,9 @@ def run(quick: bool) -> list[Result]:
             met=seconds < GOAL_SECONDS,
             note=(
                 f"`score_likelihood`, what `ratf score` runs, in this process: loading SmolLM2 "
-                "(float32, transformers) once, putting each adapter on it and taking it off, "
-                "and for every item the real and the shuffled answer after the replica's own "
-                "prompt, reusing the KV cache of the prompt and of the previous item's. "
+                f"({where['dtype']}, transformers, {where['device']}) once, putting each "
+                "adapter on it and taking it off, and for every item the real and the "
+                "shuffled answer after the replica's own prompt, each shared prefix run once. "
                 "Systems: SmolLM2 base without and with memories (4096 cl100k-token budget), "
                 f"and two freshly initialised, untrained LoRA adapters (r=16, all linear "
                 f"layers) registered as local records with a CPU run's {CPU_BUDGET}-token "
@@ -186,5 +330,26 @@ def run(quick: bool) -> list[Result]:
                 f"the real answer: {figures}. Load average when it started: {load:.1f} on "
                 f"{os.cpu_count()} cores."
             ),
-        )
+        ),
+        Result(
+            stage="likelihood",
+            measured="scored answer tokens/s (real and shuffled answers, loading included)",
+            value=scored / seconds,
+            raw=None,
+            ratio=None,
+            goal=">= 50,000 for a ~1B model on a GPU",
+            met=None,  # judged by scripts/gpucheck, on a GPU
+            note=(
+                f"the same run: {scored:,} answer tokens in {seconds:.1f} s on "
+                f"{where['device']}, {where['dtype']}. Each shared prefix is run once (an "
+                "item's prompt for both its answers, an interview's history for all its "
+                "items): on a CPU one sequence at a time in sorted order, keeping the KV "
+                "cache of the one before; on a GPU as prefix-tree rows, many to a forward "
+                "pass. The GPU figure comes from `scripts/gpucheck`."
+            ),
+        ),
     ]
+
+
+if __name__ == "__main__":
+    main()

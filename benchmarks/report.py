@@ -89,12 +89,40 @@ def machine() -> list[str]:
     ]
 
 
+GPU_BEGIN, GPU_END = "<!-- gpucheck -->", "<!-- /gpucheck -->"
+
+
+def gpu_section(text: str) -> list[str]:
+    """The section `scripts/gpucheck` writes, markers included; kept by `scripts/bench`."""
+    if GPU_BEGIN not in text or GPU_END not in text:
+        return []
+    start, end = text.index(GPU_BEGIN), text.index(GPU_END) + len(GPU_END)
+    return ["", *text[start:end].splitlines(), ""]
+
+
+def replace_gpu_section(path: Path, section: list[str]) -> None:
+    """Put `section` (marker lines included) in place of the old one, or at the end."""
+    text = path.read_text() if path.is_file() else "# Benchmarks\n"
+    block = "\n".join(section)
+    if GPU_BEGIN in text and GPU_END in text:
+        start, end = text.index(GPU_BEGIN), text.index(GPU_END) + len(GPU_END)
+        text = text[:start] + block + text[end:]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text)
+
+
 def update_markdown(results: list[Result], seconds: dict[str, float]) -> Path:
     """Replace the rows and notes of the stages just run in docs/benchmarks.md, keep the
     others, and say which stages were re-run when and where."""
     path = REPO / "docs" / "benchmarks.md"
     labels = {r.stage for r in results}
-    lines = path.read_text().splitlines()
+    text = path.read_text()
+    kept = gpu_section(text)
+    if kept:  # its own table must not be taken for the stage table
+        text = text[: text.index(GPU_BEGIN)] + text[text.index(GPU_END) + len(GPU_END) :]
+    lines = text.rstrip("\n").splitlines()
     table_end = max(n for n, line in enumerate(lines) if line.startswith("|")) + 1
     notes_end = len(lines) - (lines[-1] == "")
 
@@ -112,12 +140,13 @@ def update_markdown(results: list[Result], seconds: dict[str, float]) -> Path:
     head = head[: at - 1] + updated + head[at - 1 :]
     new_rows = ["| " + " | ".join(row) + " |" for row in rows(results)]
     new_notes = [f"- **{r.stage}**: {r.note}" for r in results if r.note]
-    path.write_text("\n".join(head + new_rows + notes + new_notes + [""]))
+    path.write_text("\n".join(head + new_rows + notes + new_notes + kept + [""]))
     return path
 
 
 def write_markdown(results: list[Result], seconds: dict[str, float]) -> Path:
     path = REPO / "docs" / "benchmarks.md"
+    kept = gpu_section(path.read_text()) if path.is_file() else []
     lines = [
         "# Benchmarks",
         "",
@@ -140,6 +169,7 @@ def write_markdown(results: list[Result], seconds: dict[str, float]) -> Path:
         "## Notes",
         "",
         *(f"- **{r.stage}**: {r.note}" for r in results if r.note),
+        *kept,
         "",
     ]
     path.parent.mkdir(exist_ok=True)

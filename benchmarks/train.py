@@ -1,16 +1,24 @@
 """ft:run local: training steps/s of `raft ft:run` against a plain TRL SFTTrainer script with the
-same model, data and configuration, each in a fresh process, timed by the trainer itself."""
+same model, data and configuration, each in a fresh process, timed by the trainer itself.
+
+`plain_trl` is that script: the device, dtype, batching and checkpointing come from raft's
+registry record. `tuned_trl` is TRL set up as well as a user who knows it would on the same
+device; `scripts/gpucheck` runs both (`python -m benchmarks.train plain|tuned ...`)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from benchmarks.common import BIN, SEED, Result, paragraph, raft_env, run_measured
 
@@ -21,7 +29,7 @@ MAX_LENGTH = 512
 PAIRS = 4
 
 
-def write_samples(persona: Path, n: int) -> None:
+def write_samples(persona: Path, n: int, max_length: int = MAX_LENGTH) -> None:
     """finetune/messages.jsonl: packed samples built by raft's own formatting code."""
     from raft.conversation import ConversationSpec, Exchange, render, system_prompt
     from raft.dataset import to_trl
@@ -32,9 +40,9 @@ def write_samples(persona: Path, n: int) -> None:
     memory.rephrased = paragraph(rng, 2)
     system = system_prompt("Hollis Penwarden", "Jo Park", "2022-01-01")
     turns = [Exchange(paragraph(rng, 1), paragraph(rng, 4), [memory]) for _ in range(n)]
-    # Packed by cl100k counts with room to spare, so SmolLM2's tokens fit MAX_LENGTH and no
+    # Packed by cl100k counts with room to spare, so SmolLM2's tokens fit max_length and no
     # side trims or skips a sample.
-    spec = ConversationSpec(target="Hollis Penwarden", max_tokens=MAX_LENGTH * 3 // 4, reserve=160)
+    spec = ConversationSpec(target="Hollis Penwarden", max_tokens=max_length * 3 // 4, reserve=160)
     rows = []
     for i, turn in enumerate(turns):
         rendered = render(system, turns[:i], turn.question, [memory], [spec.budget], turn.answer)
@@ -47,8 +55,96 @@ def write_samples(persona: Path, n: int) -> None:
     (persona / "persona.toml").write_text('name = "Hollis Penwarden"\n')
 
 
-def plain_trl(messages: Path, base: str, params: dict) -> None:
-    """The plain TRL script: the same rows, model, LoRA and trainer settings as the raft run."""
+# The TRL scripts. Plain: what raft's run recorded (its params and cost: device, dtype,
+# batching, attention kernel, checkpointing), written out as a TRL user would, without raft's
+# trainer code. Tuned: the best plain settings a TRL user would pick on that device. Both
+# return the same measures as raft's registry, counted the same way: tokens that are not
+# padding, and time over every optimizer step but the first (warm-up) where there are more.
+
+
+def plain_trl(base: str | Path, messages: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """TRL's SFTTrainer with the settings raft's run recorded; `settings` is the registry
+    record's params and cost in one dict (cost's keys win: `device` is the device's name)."""
+    gpu = on_gpu(settings)
+    dtype = settings["dtype"]  # bfloat16 | float16 | float32, as raft trained
+    packed = settings["batching"] == "packed"
+    passes = settings["passes_per_step"]
+    if packed:  # bins of bin_tokens, batch_tokens of them per step
+        rows = settings["batch_tokens"] // settings["bin_tokens"] // passes
+    else:
+        rows = settings["batch_size"] // passes
+    checkpointing = settings["checkpointing"] == "on"
+    config = {
+        "per_device_train_batch_size": rows,
+        "gradient_accumulation_steps": passes,
+        "max_length": settings["bin_tokens"] or settings["max_length"],
+        "packing": packed,
+        "packing_strategy": "bfd",
+        "padding_free": packed,
+        "bf16": dtype == "bfloat16",
+        "fp16": dtype == "float16",
+        "activation_checkpointing": checkpointing,
+        "activation_checkpointing_kwargs": {"use_reentrant": False} if checkpointing else None,
+        "use_cpu": not gpu,
+    }
+    return train_trl(base, messages, settings, config, dtype, settings["attention"])
+
+
+TUNED_GPU_BATCH_TOKENS = 16384  # twice raft's GPU aim: a large step, to give TRL every chance
+
+
+def tuned_trl(base: str | Path, messages: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """TRL's SFTTrainer as a user who knows it would set it up on the same device: packed
+    (best-fit decreasing) and padding-free, bf16 (fp16 without it) on a GPU, no activation
+    checkpointing, Liger's kernels where installed, flash-attention where installed, and
+    large token batches; the same rows, model, LoRA, steps and optimizer as `plain_trl`."""
+    import torch
+
+    gpu = on_gpu(settings)
+    max_length = settings["max_length"]
+    if gpu:
+        dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        batch_tokens = settings.get("tuned_batch_tokens") or max(
+            TUNED_GPU_BATCH_TOKENS, settings.get("batch_tokens") or 0
+        )
+    else:
+        dtype = "float32"  # a CPU's bf16 is emulated on most: slower, not faster
+        batch_tokens = settings.get("tuned_batch_tokens") or max_length
+    flash = gpu and importlib.util.find_spec("flash_attn") is not None
+    bins = max(1, batch_tokens // max_length)
+    config = {
+        # flash-attention takes a step's bins in one varlen pass; sdpa's mask is dense over
+        # the whole flattened pass, so there one bin a pass, accumulated, costs less.
+        "per_device_train_batch_size": bins if flash else 1,
+        "gradient_accumulation_steps": 1 if flash else bins,
+        "max_length": max_length,
+        "packing": True,
+        "packing_strategy": "bfd",
+        "padding_free": True,
+        "bf16": dtype == "bfloat16",
+        "fp16": dtype == "float16",
+        "activation_checkpointing": False,
+        "use_liger_kernel": gpu and importlib.util.find_spec("liger_kernel") is not None,
+        "use_cpu": not gpu,
+    }
+    attention = "flash_attention_2" if flash else "sdpa"
+    return train_trl(base, messages, settings, config, dtype, attention)
+
+
+def on_gpu(settings: dict[str, Any]) -> bool:
+    """Whether raft's run trained on a GPU: its record names the CPU as `cpu (...)`."""
+    return not str(settings["device"]).startswith("cpu")
+
+
+def train_trl(
+    base: str | Path,
+    messages: Path,
+    settings: dict[str, Any],
+    batching: dict[str, Any],
+    dtype: str,
+    attention: str,
+) -> dict[str, Any]:
+    """Train a LoRA with TRL for `settings["max_steps"]` steps; what it cost."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -59,43 +155,102 @@ def plain_trl(messages: Path, base: str, params: dict) -> None:
     for line in messages.read_text().splitlines():
         conversation = json.loads(line)["messages"]
         rows.append({"prompt": conversation[:-1], "completion": conversation[-1:]})
-    steps = params["max_steps"]
+    meter = step_meter()
     with tempfile.TemporaryDirectory() as out:
         config = SFTConfig(
             output_dir=out,
-            per_device_train_batch_size=params["batch_size"] or 1,
-            max_steps=steps,
-            learning_rate=params["lr"],
+            max_steps=settings["max_steps"],
+            learning_rate=settings["lr"],
             lr_scheduler_type="cosine",
             warmup_steps=0.03,
             logging_steps=1,
             save_strategy="steps",
-            save_steps=params["save_steps"],
-            use_cpu=True,
-            # TRL's defaults are bf16 and activation checkpointing; raft sets both off on a CPU.
-            bf16=False,
-            gradient_checkpointing=False,
-            max_length=params["max_length"],
+            save_steps=settings["save_steps"],
+            save_total_limit=2,
             report_to="none",
             disable_tqdm=True,
-            seed=params["seed"],
+            seed=settings["seed"],
             completion_only_loss=True,
+            ddp_find_unused_parameters=False,
+            **batching,
+        )
+        model = AutoModelForCausalLM.from_pretrained(
+            str(base), dtype=getattr(torch, dtype), attn_implementation=attention
         )
         trainer = SFTTrainer(
-            model=AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32),
+            model=model,
             args=config,
             train_dataset=Dataset.from_list(rows),
-            processing_class=AutoTokenizer.from_pretrained(base),
+            processing_class=AutoTokenizer.from_pretrained(str(base)),
             peft_config=LoraConfig(
-                r=params["lora_r"],
-                lora_alpha=params["lora_alpha"],
+                r=settings["lora_r"],
+                lora_alpha=settings["lora_alpha"],
                 lora_dropout=0.05,
                 target_modules="all-linear",
                 task_type="CAUSAL_LM",
             ),
+            callbacks=[meter],
         )
-        metrics = trainer.train().metrics
-    print(json.dumps({"steps": trainer.state.global_step, "seconds": metrics["train_runtime"]}))
+        runtime = trainer.train().metrics["train_runtime"]
+    return meter.summary() | {"train_runtime": runtime, "all_steps": trainer.state.global_step}
+
+
+def step_meter() -> Any:
+    """A TrainerCallback that counts each optimizer step's tokens (all, and those not
+    padding) and times it; `summary()` gives what the run cost."""
+    import torch
+    from transformers import TrainerCallback
+
+    def synchronize() -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    class StepMeter(TrainerCallback):
+        def __init__(self) -> None:
+            self.steps: list[tuple[int, int, float]] = []  # real tokens, all tokens, seconds
+            self.real = self.total = 0
+            self.started = 0.0
+
+        def count(self, module, args, kwargs) -> None:
+            if not (module.training and torch.is_grad_enabled()):
+                return  # evaluation
+            ids = kwargs.get("input_ids", args[0] if args else None)
+            mask = kwargs.get("attention_mask")
+            # Padding-free passes carry no mask; padded ones mark padding with zeros.
+            self.real = self.real + (mask.sum() if mask is not None else ids.numel())
+            self.total += ids.numel()
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            model.register_forward_pre_hook(self.count, with_kwargs=True)
+            if torch.cuda.is_available():
+                torch.cuda.reset_peak_memory_stats()
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            synchronize()
+            self.real = self.total = 0
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            synchronize()
+            self.steps.append((int(self.real), self.total, time.perf_counter() - self.started))
+
+        def summary(self) -> dict[str, Any]:
+            timed = self.steps[1:] if len(self.steps) > 1 else self.steps
+            total = sum(s[1] for s in self.steps)
+            if torch.cuda.is_available():
+                peak = torch.cuda.max_memory_allocated()
+            else:  # the process's peak resident set, as raft records on a CPU
+                peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            real = sum(s[0] for s in self.steps)
+            return {
+                "steps": len(timed),
+                "seconds": sum(s[2] for s in timed),
+                "tokens": sum(s[0] for s in timed),
+                "padding_fraction": round(1 - real / total, 4) if total else None,
+                "peak_memory_gb": round(peak / 1e9, 2),
+            }
+
+    return StepMeter()
 
 
 def last_record(persona: Path) -> dict:
@@ -112,18 +267,29 @@ def raft_rate(persona: Path, steps: int) -> float:
 
 
 def raw_rate(persona: Path, steps: int) -> float:
-    """Steps/s of the plain TRL script with the parameters raft's last run recorded."""
-    params = last_record(persona)["params"]
-    assert params["max_steps"] == steps
+    """Steps/s of the plain TRL script with the settings raft's last run recorded."""
+    record = last_record(persona)
+    settings = record["params"] | record["cost"]
+    assert settings["max_steps"] == steps
+    command = [sys.executable, "-m", "benchmarks.train", "plain", str(persona / "finetune")]
     raw = subprocess.run(
-        [sys.executable, "-m", "benchmarks.train", str(persona / "finetune"), json.dumps(params)],
+        [*command, json.dumps(settings)],
         capture_output=True,
         text=True,
         check=True,
         env=raft_env(persona.parent) | {"PATH": str(BIN)},
     )
     done = json.loads(raw.stdout.strip().splitlines()[-1])
-    return done["steps"] / done["seconds"]
+    return done["all_steps"] / done["train_runtime"]
+
+
+def describe_settings(cost: dict[str, Any]) -> str:
+    batches = (
+        f"bins of {cost['bin_tokens']} tokens packed whole, {cost['batch_tokens']} tokens a step"
+        if cost["batching"] == "packed"
+        else f"batches of {cost['batch_size']} padded samples"
+    )
+    return f"{cost['dtype']}, {batches}, checkpointing {cost['checkpointing']}"
 
 
 def run(quick: bool) -> list[Result]:
@@ -137,6 +303,7 @@ def run(quick: bool) -> list[Result]:
             # first: the plain script takes its parameters from raft's record).
             for side in (raft_rate, raw_rate) if pair % 2 == 0 else (raw_rate, raft_rate):
                 rates[side].append(side(persona, steps))
+        how = describe_settings(last_record(persona)["cost"])
     raft_rates, raw_rates = rates[raft_rate], rates[raw_rate]
     ours, reference = statistics.median(raft_rates), statistics.median(raw_rates)
     ratio = ours / reference
@@ -156,13 +323,15 @@ def run(quick: bool) -> list[Result]:
             "taken in turns, each in a fresh process, which side goes first alternating; the "
             f"medians of each side. Ratio per pair: {', '.join(f'{r:.3f}' for r in ratios)} "
             f"(mean with raft first {first:.3f}, second {second:.3f}: a run is faster second in "
-            "a pair, whichever side it is). The plain script sets bf16 "
-            "and activation checkpointing off, as raft does on a CPU (TRL's defaults turn both "
-            "on).",
+            "a pair, whichever side it is). The plain script takes the device, dtype, batching "
+            f"and checkpointing raft's run recorded ({how}; TRL's defaults would be bf16 and "
+            "activation checkpointing).",
         )
     ]
 
 
 if __name__ == "__main__":
-    folder, params = Path(sys.argv[1]), json.loads(sys.argv[2])
-    plain_trl(folder / "messages.jsonl", params["base_path"], params)
+    # python -m benchmarks.train plain|tuned FINETUNE_FOLDER SETTINGS_JSON: one JSON line.
+    variant, folder, given = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
+    script = {"plain": plain_trl, "tuned": tuned_trl}[variant]
+    print(json.dumps(script(given["base_path"], folder / "messages.jsonl", given)))

@@ -11,6 +11,7 @@ from raft.conversation import DEFAULT_MEMORY_STYLE, MEMORY_STYLES, NO_MEMORIES
 from raft.errors import RaftError, UsageError
 from raft.lock import hold_persona_locks
 from raft.paths import DATASETS, Persona
+from raft.threads import threads_option
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -113,6 +114,7 @@ def chunk(persona: Persona, max_tokens: int, overlap: int) -> None:
 @persona_argument
 @click.option("--embedder", metavar="SPEC", help="Backend spec (default: RAFT_EMBEDDER or local).")
 @click.option("--rebuild", is_flag=True, help="Drop the collection and embed everything again.")
+@threads_option
 def embed(persona: Persona, embedder: str | None, rebuild: bool) -> None:
     """Embed new or changed chunks into the persona's ChromaDB collection.
 
@@ -139,6 +141,7 @@ def embed(persona: Persona, embedder: str | None, rebuild: bool) -> None:
 @click.option("-k", "k", default=5, show_default=True, help="How many chunks to return.")
 @click.option("--before", metavar="YYYY-MM-DD", help="Only writing dated strictly earlier.")
 @click.option("--embedder", metavar="SPEC", help="Must match the one that built the store.")
+@threads_option
 def search(persona: Persona, query: str, k: int, before: str | None, embedder: str | None) -> None:
     """Retrieve the chunks of the author's writing nearest to QUERY.
 
@@ -201,6 +204,7 @@ def _iso_date(value: str | None) -> str | None:
     help="Replace e-mails, phones, URL tokens and blocked words in the text, names and url "
     "(kept in persona.toml).",
 )
+@threads_option
 def transcript_add(
     persona: Persona,
     source: str,
@@ -371,6 +375,7 @@ def _abbreviated(text: str, words: int = 16) -> str:
 )
 @click.option("--generator", metavar="SPEC", help="LLM for rephrase and judge.")
 @click.option("--embedder", metavar="SPEC", help="Must match the one that built the store.")
+@threads_option
 def ft_gen(
     persona: Persona,
     oai: bool,
@@ -486,12 +491,35 @@ def print_ft_gen_summary(persona: Persona, stats: dict, calls: int) -> None:
 @click.option("--max-steps", type=int, help="Local: stop after this many optimizer steps.")
 @click.option("--lr", type=float, help="Local: learning rate (default 2e-4 SFT, 5e-5 DPO).")
 @click.option("--lr-multiplier", type=float, help="OpenAI: learning-rate multiplier.")
-@click.option("--batch-size", type=int, help="Samples per optimizer step.")
+@click.option(
+    "--batch-size",
+    type=int,
+    help="Samples per optimizer step (local: padded batches instead of --batch-tokens).",
+)
+@click.option(
+    "--batch-tokens",
+    type=int,
+    metavar="N",
+    help="Local SFT: tokens per device and step, samples packed whole "
+    "[CPU: --max-length; GPU: ~8192 as memory allows].",
+)
+@click.option(
+    "--checkpointing",
+    type=click.Choice(["auto", "on", "off"]),
+    help="Local: recompute activations to save memory; auto when they would not fit [auto].",
+)
+@click.option(
+    "--peak-tflops",
+    type=float,
+    metavar="X",
+    help="Local: the device's dense bf16 peak, for the MFU of a GPU not in raft's table.",
+)
 @click.option("--lora-r", type=int, default=16, show_default=True, help="Local: LoRA rank.")
 @click.option("--max-length", type=int, help="Local: tokens per sample [1024 CPU, 4096 GPU].")
 @click.option("--save-steps", type=int, default=50, show_default=True, help="Local: checkpoints.")
 @click.option("--resume", is_flag=True, help="Local: continue the last unfinished run.")
 @click.option("--suffix", help="OpenAI: model name suffix (default: the persona name).")
+@threads_option
 def ft_run(
     persona: Persona,
     backend: str,
@@ -503,6 +531,9 @@ def ft_run(
     lr: float | None,
     lr_multiplier: float | None,
     batch_size: int | None,
+    batch_tokens: int | None,
+    checkpointing: str | None,
+    peak_tflops: float | None,
     lora_r: int,
     max_length: int | None,
     save_steps: int,
@@ -522,9 +553,16 @@ def ft_run(
         ("--epochs", epochs),
         ("--max-steps", max_steps),
         ("--batch-size", batch_size),
+        ("--batch-tokens", batch_tokens),
     ]:
         if value is not None and value < 1:
             raise UsageError(f"{name} must be at least 1")
+    if peak_tflops is not None and not peak_tflops > 0:
+        raise UsageError("--peak-tflops must be above 0")
+    from raft.training import distributed
+
+    if backend == "openai" and distributed.launched():
+        distributed.require_everywhere("accelerate launch runs --backend local only")
     if backend == "openai":
         from raft.training.openai_jobs import JobSettings, run_openai_job
 
@@ -533,6 +571,9 @@ def ft_run(
             "--lr": lr,
             "--max-length": max_length,
             "--resume": resume or None,
+            "--batch-tokens": batch_tokens,
+            "--checkpointing": checkpointing,
+            "--peak-tflops": peak_tflops,
         }
         given = [name for name, value in local_only.items() if value is not None]
         if given or method != "sft":
@@ -562,6 +603,9 @@ def ft_run(
             max_steps=max_steps,
             lr=lr,
             batch_size=batch_size,
+            batch_tokens=batch_tokens,
+            checkpointing=checkpointing or "auto",
+            peak_tflops=peak_tflops,
             lora_r=lora_r,
             resume=resume,
             max_length=max_length,
@@ -569,7 +613,9 @@ def ft_run(
             dataset=dataset,
         )
         record = run_lora(persona, settings)
-    click.echo(f"{record.id}: {record.status} -> {record.model}")
+        distributed.leave()
+    if distributed.is_main():  # under accelerate launch, one line for all processes
+        click.echo(f"{record.id}: {record.status} -> {record.model}")
 
 
 @cli.command()
@@ -607,6 +653,7 @@ def models(persona: Persona) -> None:
 @click.option("--oai", is_flag=True, help="Only rebuild the OpenAI prompt files from items.jsonl.")
 @click.option("--generic", is_flag=True, help="Only write the generic bench/items.jsonl.")
 @click.option("--generator", metavar="SPEC", help="Override the training data's generator (warns).")
+@threads_option
 def bench_setup(persona: Persona, oai: bool, generic: bool, generator: str | None) -> None:
     """Build RATF benchmark items from the held-out interviews in benchmark/.
 
@@ -649,6 +696,7 @@ def replica_options(command):
         click.option("--temperature", type=float, default=0.7, show_default=True),
         click.option("--max-tokens", type=int, default=512, show_default=True),
         click.option("--seed", type=int, default=0, show_default=True),
+        threads_option,
     ]
     for option in reversed(options):
         command = option(command)

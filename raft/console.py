@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from raft.errors import RaftError
 from raft.paths import Persona
+from raft.training import distributed
 
 # Results go to stdout; progress, memories and messages to stderr, so output pipes cleanly.
 err = Console(stderr=True)
@@ -80,13 +81,18 @@ def run(group: click.Group, prog: str, argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         err.print(f"{prog}: interrupted", highlight=False)
         return 130
+    # Under accelerate launch every process runs the command: the main one says what the
+    # user got wrong (the same line, the same data: the others found the same); unexpected
+    # failures are reported by whichever process met them.
     except click.ClickException as exc:
-        exc.show()
+        if distributed.is_main():
+            exc.show()
         return exc.exit_code
     except RaftError as exc:
         if debug:
             raise
-        click.echo(f"{prog}: error: {exc}", err=True)
+        if distributed.is_main():
+            click.echo(f"{prog}: error: {exc}", err=True)
         return exc.exit_code
     except KeyboardInterrupt:
         click.echo(f"{prog}: interrupted", err=True)
@@ -110,7 +116,9 @@ def run(group: click.Group, prog: str, argv: list[str] | None = None) -> int:
 
 
 def quiet_libraries() -> None:
-    """Our progress bar and summary replace the libraries' own bars, logs and notices."""
+    """Our progress bar and summary replace the libraries' own bars, logs and notices.
+    Deprecation warnings stay visible (raft calls the current APIs, so one that shows is
+    news), except those one library raises about another's call, named here."""
     import warnings
 
     import datasets
@@ -119,4 +127,8 @@ def quiet_libraries() -> None:
     datasets.disable_progress_bars()
     logging.disable_progress_bar()
     logging.set_verbosity_error()
-    warnings.filterwarnings("ignore", category=FutureWarning)
+    # peft 0.21 reads transformers 5's deprecated `is_gradient_checkpointing` when it wraps
+    # a model.
+    warnings.filterwarnings(
+        "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+    )

@@ -27,6 +27,7 @@ from typing import Any, NoReturn
 from raft.backends.spec import redact
 from raft.errors import RaftError
 from raft.paths import Persona
+from raft.training import distributed
 
 LOCK_FILE = ".lock"
 EXCLUSIVE, SHARED = "exclusive", "shared"
@@ -39,6 +40,9 @@ _SECRET_NAME = re.compile(r"(?:^|_)(?:key|token|secret|password|passwd|credentia
 JOIN_WAIT = 0.5
 # No symlink followed; and a FIFO planted there must not block the open.
 _NOT_THROUGH = os.O_NOFOLLOW | os.O_NONBLOCK
+# Commands that run under `accelerate launch` with only the main process writing; in any
+# other command a second process is refused the lock like any other writer.
+LAUNCHABLE = {"ft:run"}
 RECORD_MAX = 65_536  # bytes of the record read for the message; live holders need far fewer
 
 
@@ -274,12 +278,20 @@ def hold_persona_locks(
     for names, is_shared in ((exclusive, False), (shared, True)):
         for name in names:
             command = group.commands[name]
-            command.callback = _locked(command.callback, is_shared, name in creating)
+            command.callback = _locked(
+                command.callback, is_shared, name in creating, name in LAUNCHABLE
+            )
 
 
-def _locked(callback: Callable[..., Any], shared: bool, create: bool) -> Callable[..., Any]:
+def _locked(
+    callback: Callable[..., Any], shared: bool, create: bool, launchable: bool = False
+) -> Callable[..., Any]:
     @functools.wraps(callback)
     def run(*args: Any, persona: Persona, **kwargs: Any) -> Any:
+        if launchable and not distributed.is_main():
+            # Under `accelerate launch` every process runs the command and the main one
+            # alone writes (raft.training.distributed): it holds the lock for all of them.
+            return callback(*args, persona=persona, **kwargs)
         with persona_lock(persona, shared=shared, command=command_line(), create=create):
             return callback(*args, persona=persona, **kwargs)
 

@@ -12,6 +12,7 @@ from raft.console import persona_argument, progress_bar, run
 from raft.errors import UsageError
 from raft.lock import hold_persona_locks
 from raft.paths import Persona
+from raft.threads import threads_option
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -34,6 +35,7 @@ def cli(debug: bool) -> None:
     help="A model (registry id or backend spec) under a label (repeatable).",
 )
 @click.option("--max-tokens", default=256, show_default=True, help="Longest reply.")
+@threads_option
 def run_(persona: Persona, replicas: tuple[str, ...], max_tokens: int) -> None:
     """Generate each replica's reply to every benchmark item (greedy, cached).
 
@@ -74,6 +76,7 @@ def run_(persona: Persona, replicas: tuple[str, ...], max_tokens: int) -> None:
     is_flag=True,
     help="Skip answer likelihood (bits/byte of the real answer under each local replica).",
 )
+@threads_option
 def score(
     persona: Persona,
     run_id: str | None,

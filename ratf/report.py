@@ -306,9 +306,26 @@ def likelihood_section(summary: dict[str, Any]) -> str:
             f"replica − {baseline}: the paired difference in bits/byte; ▲ closer / ▼ further than "
             f"{baseline} where its 95% interval excludes 0 (a negative difference is closer)."
         )
+    parts += [line[0].upper() + line[1:] + "." for line in scored_on(systems)]
     if missing:
         parts.append("Not scored:\n\n" + "\n".join(missing))
     return "\n\n".join(parts)
+
+
+def scored_on(systems: dict[str, Any]) -> list[str]:
+    """Where and in which dtype each replica was scored, one line per device and dtype
+    (bf16 on a GPU moves bits/byte a little against float32 on a CPU)."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for system, cell in systems.items():
+        if cell.get("device"):
+            groups.setdefault((cell["device"], cell["dtype"]), []).append(system)
+    if len(groups) == 1:
+        (device, dtype), _ = groups.popitem()
+        return [f"bits/byte scored on {device}, {dtype}"]
+    return [
+        f"bits/byte scored on {device}, {dtype}: {', '.join(names)}"
+        for (device, dtype), names in groups.items()
+    ]
 
 
 def lower_is_better(cell: dict[str, float] | None) -> str:
@@ -609,7 +626,7 @@ def likelihood_lines(summary: dict[str, Any]) -> list[str]:
             "bits/byte gap, shuffled − real (above 0: the model conditions on the "
             "question): " + ", ".join(gaps),
         )
-    return lines
+    return lines + scored_on(data.get("systems") or {})
 
 
 def print_table(summary: dict[str, Any]) -> None:

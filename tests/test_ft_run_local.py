@@ -34,10 +34,19 @@ def registry(persona: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
+def tiny_model(raft_cache_dir) -> Path:
+    """A random Llama of a few M parameters with SmolLM2's tokenizer: for run mechanics."""
+    from benchmarks.random_model import write_random_llama
+
+    return write_random_llama(raft_cache_dir / "tiny-llama", "tiny")  # written once a session
+
+
+@pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     persona, env = make_persona(tmp_path_factory.mktemp("lora"))
-    # A high learning rate, so that six steps move the model measurably.
-    result = run_cli("raft", "ft:run", "lena", "--max-steps", "6", "--lr", "2e-3", env=env)
+    # A high learning rate, so that three steps (of two or three samples a bin) move the
+    # model measurably.
+    result = run_cli("raft", "ft:run", "lena", "--max-steps", "3", "--lr", "2e-3", env=env)
     assert result.returncode == 0, result.stderr
     return persona, env, result
 
@@ -47,7 +56,7 @@ def test_sft_run_is_recorded_in_the_registry(trained):
     [record] = registry(persona)
     assert result.stdout == f"{record['id']}: succeeded -> models/{record['id']}/adapter\n"
     assert (record["venue"], record["method"], record["base_model"]) == ("local", "sft", "local")
-    assert record["metrics"]["steps"] == 6 and record["metrics"]["samples"] == 5
+    assert record["metrics"]["steps"] == 3 and record["metrics"]["samples"] == 5
     assert record["metrics"]["eval_loss"] > 0 and record["metrics"]["base_eval_loss"] > 0
     assert "validation loss" in result.stderr
     train = persona / "finetune" / "messages.jsonl"
@@ -58,6 +67,30 @@ def test_sft_run_is_recorded_in_the_registry(trained):
     listing = run_cli("raft", "models", "lena", env=env)
     assert listing.returncode == 0 and record["id"] in listing.stdout
     assert "succeeded" in listing.stdout
+
+    # What the run cost: samples packed into 1024-token bins, no padding, on the CPU.
+    cost = record["cost"]
+    assert cost["device"].startswith("cpu") and cost["dtype"] == "float32"
+    assert (cost["world_size"], cost["batching"], cost["batch_tokens"]) == (1, "packed", 1024)
+    assert cost["padding_fraction"] == 0.0 and cost["tokens"] > 0
+    assert cost["tokens_per_second"] > 0 and cost["seconds_per_step"] > 0
+    assert cost["peak_memory_gb"] > 0
+    assert cost["flops_per_token"] == 6 * smollm2_parameters(record["params"]["base_path"])
+    assert cost["mfu"] is None and cost["peak_tflops"] is None  # no known peak for a CPU
+    assert cost["checkpointing"] == "off" and cost["checkpointing_reason"].startswith("auto:")
+    line = listing.stdout.splitlines()[1]
+    assert line.startswith("    cpu") and "padding 0.0%" in line and "tok/s" in line
+    assert "FutureWarning" not in result.stderr and "deprecated" not in result.stderr
+
+
+def smollm2_parameters(base: str) -> int:
+    """Parameters in the checkpoint's weights file (the tied output layer is not stored)."""
+    import math
+
+    from safetensors import safe_open
+
+    with safe_open(str(Path(base) / "model.safetensors"), "pt") as weights:
+        return sum(math.prod(weights.get_slice(k).get_shape()) for k in weights.keys())  # noqa: SIM118
 
 
 def test_lora_weights_changed_and_base_weights_did_not(trained):
@@ -86,8 +119,7 @@ def test_loss_covers_only_the_final_answer(tmp_path):
     rows = [json.loads(line) for line in (persona_dir / "finetune" / "messages.jsonl").open()]
     index = next(i for i, row in enumerate(rows) if len(row["messages"]) > 3)
     sample = rows[index]["messages"]
-    batch = trainer.data_collator([trainer.train_dataset[index]])
-    labels, ids = batch["labels"][0], batch["input_ids"][0]
+    labels, ids = packed_sample(trainer, tokenizer.apply_chat_template(sample, tokenize=False))
     trained_positions = (labels != -100).nonzero().flatten().tolist()
     # One contiguous run at the very end: the final answer and its end-of-turn marker.
     assert trained_positions == list(range(len(ids) - len(trained_positions), len(ids)))
@@ -98,32 +130,81 @@ def test_loss_covers_only_the_final_answer(tmp_path):
     assert sample[2]["content"] not in tokenizer.decode(labels[labels != -100])
 
 
-def test_resume_after_kill_continues_from_the_checkpoint(tmp_path):
-    persona, env = make_persona(tmp_path)
-    args = ["ft:run", "lena", "--max-steps", "4", "--save-steps", "2"]
+def packed_sample(trainer, text: str):
+    """(labels, input ids) of the sample rendered as `text`, as the collator hands it to the
+    model: cut from its packed, padding-free bin where the position ids restart."""
+    tokenizer = trainer.processing_class
+    for row in trainer.train_dataset:
+        batch = trainer.data_collator([row])
+        positions = batch["position_ids"][0].tolist()
+        starts = [i for i, p in enumerate(positions) if p == 0] + [len(positions)]
+        for start, end in zip(starts, starts[1:], strict=False):
+            ids = batch["input_ids"][0, start:end]
+            if tokenizer.decode(ids) == text:
+                return batch["labels"][0, start:end], ids
+    raise AssertionError("the sample is in no bin whole")
+
+
+def stop_at_checkpoint(
+    args: list[str], env: dict[str, str], persona: Path, step: int, how: signal.Signals
+) -> tuple[int, str]:
+    """Start `raft ARGS`, send it `how` once checkpoint-STEP is complete; (status, stderr)."""
     process = subprocess.Popen(
         [str(BIN / "raft"), *args],
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
+    pattern = f"sft-*/checkpoints/checkpoint-{step}/trainer_state.json"
     checkpoint = None
     deadline = time.monotonic() + 300
     while checkpoint is None and process.poll() is None and time.monotonic() < deadline:
-        found = list((persona / "models").glob("sft-*/checkpoints/checkpoint-2/trainer_state.json"))
+        found = list((persona / "models").glob(pattern))
         checkpoint = found[0] if found else time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    assert checkpoint is not None, "no checkpoint appeared before the run ended"
+    process.send_signal(how)
+    _, stderr = process.communicate(timeout=120)
+    assert checkpoint is not None, f"no checkpoint-{step} before the run ended: {stderr}"
+    return process.returncode, stderr
+
+
+def test_resume_after_kill_or_sigterm_continues_from_the_checkpoint(tmp_path, tiny_model):
+    persona, env = make_persona(tmp_path)
+    # Padded batches of 4, recomputed activations and an MFU against a stated 1 TFLOPS peak:
+    # options a resumed run takes back from its record.
+    args = ["ft:run", "lena", "--base-model", str(tiny_model), "--max-steps", "3"]
+    args += ["--save-steps", "1", "--batch-size", "4", "--checkpointing", "on"]
+    args += ["--peak-tflops", "1"]
+    status, _ = stop_at_checkpoint(args, env, persona, 1, signal.SIGKILL)
     [record] = registry(persona)
-    assert record["status"] == "running"  # killed: nothing could update it
+    assert status == -signal.SIGKILL and record["status"] == "running"  # nothing could update it
+
+    # SIGTERM (a scheduler's stop) is recorded, like Ctrl-C, with the way to go on.
+    status, stderr = stop_at_checkpoint([*args, "--resume"], env, persona, 2, signal.SIGTERM)
+    assert f"resuming {record['id']} from checkpoint-1" in stderr
+    assert status == 128 + signal.SIGTERM, stderr
+    [stopped] = registry(persona)
+    assert (stopped["id"], stopped["status"], stopped["error"]) == (
+        record["id"],
+        "failed",
+        "terminated",
+    )
+    assert "continue with `raft ft:run lena --method sft --resume`" in stderr
+    assert "raft: terminated" in stderr and "Traceback" not in stderr
 
     result = run_cli("raft", *args, "--resume", env=env)
     assert result.returncode == 0, result.stderr
     assert f"resuming {record['id']} from checkpoint-2" in result.stderr
     [done] = registry(persona)
-    assert (done["id"], done["status"], done["metrics"]["steps"]) == (record["id"], "succeeded", 4)
+    assert (done["id"], done["status"], done["metrics"]["steps"]) == (record["id"], "succeeded", 3)
     assert (persona / done["model"] / "adapter_model.safetensors").is_file()
+    cost = done["cost"]
+    assert (cost["batching"], cost["batch_size"], cost["checkpointing"]) == ("padded", 4, "on")
+    assert cost["checkpointing_reason"] == "--checkpointing on"
+    assert cost["padding_fraction"] > 0  # samples of different lengths in one tensor
+    expected = cost["flops_per_token"] * cost["tokens_per_second"] / 1e12
+    assert cost["peak_tflops"] == 1
+    assert cost["mfu"] == pytest.approx(expected, rel=0.02, abs=1e-4)
 
 
 def test_dpo_starts_from_the_sft_adapter_and_caches_base_replies(trained):
@@ -145,6 +226,9 @@ def test_dpo_starts_from_the_sft_adapter_and_caches_base_replies(trained):
         sft["id"],
     )
     assert dpo["metrics"]["steps"] == 2
+    # DPO pads its pairs (TRL 1.16 has no padding-free DPO): one pair per step on a CPU.
+    assert (dpo["cost"]["batching"], dpo["cost"]["batch_size"]) == ("padded", 1)
+    assert dpo["cost"]["tokens"] > 0
     replies = cached_replies()
     assert replies == 6  # one base-model reply per training and validation sample
 
@@ -258,7 +342,19 @@ def test_ft_run_errors_are_one_line_with_exit_2(data_dir):
     assert nothing.returncode == 2 and "nothing to resume" in nothing.stderr
     mixed = run_cli("raft", "ft:run", "lena", "--backend", "openai", "--max-steps", "3")
     assert mixed.returncode == 2 and "--max-steps applies to --backend local only" in mixed.stderr
+    batching = [
+        (["--batch-tokens", "0"], "--batch-tokens must be at least 1"),
+        (["--peak-tflops", "0"], "--peak-tflops must be above 0"),
+        (["--backend", "openai", "--checkpointing", "on"], "--checkpointing applies to --backend"),
+        (["--batch-tokens", "512"], "--batch-tokens 512 is below --max-length 1024"),
+        (["--batch-tokens", "2048", "--batch-size", "2"], "not both"),
+        (["--method", "dpo", "--batch-tokens", "2048"], "--batch-tokens applies to --method sft"),
+    ]
+    flags = []
+    for args, message in batching:
+        flags.append(run_cli("raft", "ft:run", "lena", *args))
+        assert flags[-1].returncode == 2 and message in flags[-1].stderr, flags[-1].stderr
     no_model = run_cli("raft", "export", "lena", "--gguf")
     assert no_model.returncode == 2 and "no trained local model" in no_model.stderr
-    for result in (missing, gguf_base, nothing, mixed, no_model):
+    for result in (missing, gguf_base, nothing, mixed, no_model, *flags):
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr

@@ -101,17 +101,13 @@ def test_a_model_finds_its_own_greedy_reply_likelier_than_another_answer(smollm2
     assert greedy.bits_per_byte < other.bits_per_byte / 2
 
 
-def test_identical_prompts_give_identical_numbers_and_the_cache_changes_only_rounding(smollm2):
+def test_identical_prompts_give_identical_numbers_and_sharing_changes_only_rounding(smollm2):
     first = score(smollm2, QUESTION, [OTHER, ANSWER])
     assert score(smollm2, QUESTION, [OTHER, ANSWER]) == first
-    # One scorer over consecutive items reuses the prompt they share (and the answer just
-    # scored, which the next prompt repeats): the numbers are those of scoring each alone.
-    import torch
-
+    # Consecutive items scored together run the prompt they share (and the answer an item
+    # scores, which the next prompt repeats) once: the numbers are those of each alone.
     items = interview_items("talk", PAIRS)
-    reused = scorer(smollm2)
-    with torch.inference_mode():
-        together = [reused.score(i.prompt([SPEC.budget]), [i.answer])[0] for i in items]
+    together = scorer(smollm2).score_pairs([(i.prompt([SPEC.budget]), i.answer) for i in items])
     alone = [score(smollm2, i.prompt([SPEC.budget]), [i.answer])[0] for i in items]
     for a, b in zip(together, alone, strict=True):
         assert (a.tokens, a.n_bytes) == (b.tokens, b.n_bytes)
@@ -206,6 +202,11 @@ def test_local_adapters_are_scored_on_their_base_and_remote_models_are_not(tmp_p
     assert found["oai"].reason == found["remote"].reason == NO_LOGPROBS
     assert "broken is failed" in found["broken"].reason
     assert not found["remote"].items
+    # Where each was scored: on this machine's CPU (no GPU here), in float32.
+    assert {(found[s].device[:5], found[s].dtype) for s in ("base", "zero", "random")} == {
+        ("cpu (", "float32")
+    }
+    assert found["oai"].device == ""
 
 
 def test_ratf_score_shows_bits_per_byte_and_na_for_a_remote_replica(llama_server, tmp_path):
@@ -233,6 +234,8 @@ def test_ratf_score_shows_bits_per_byte_and_na_for_a_remote_replica(llama_server
     likelihood = json.loads((folder / "summary.json").read_text())["likelihood"]
     base = likelihood["systems"]["base"]
     assert 0 < base["bits_per_byte"]["mean"] < 10 and base["gap"]["n"] == 2
+    assert base["device"].startswith("cpu (") and base["dtype"] == "float32"
+    assert f"bits/byte scored on {base['device']}, float32" in " ".join(scored.stdout.split())
     assert likelihood["systems"]["remote"] == {"n/a": NO_LOGPROBS}
     rows = [json.loads(line) for line in (folder / "scores.jsonl").read_text().splitlines()]
     metrics = {(r["metric"], r["system"]) for r in rows}

@@ -24,6 +24,7 @@ from raft.backends.openai_client import make_client
 from raft.backends.spec import BackendSpec, parse_spec, redact, redact_url
 from raft.backends.tokens import common_prefix
 from raft.errors import RaftError
+from raft.threads import available_cores, chosen_threads, threads
 
 Messages = list[dict[str, str]]
 
@@ -120,13 +121,27 @@ def _model_lock(path: str, lora_path: str | None) -> threading.Lock:
 def _load_llama(path: str, lora_path: str | None) -> Any:
     from llama_cpp import Llama
 
+    # Set again before every call (`_use_threads`): loading computes nothing.
+    n_threads = chosen_threads() or available_cores()
     return Llama(
         model_path=path,
         lora_path=lora_path,
         n_ctx=int(os.environ.get("RAFT_N_CTX", "8192")),
-        n_threads=os.cpu_count(),
+        n_threads=n_threads,
+        n_threads_batch=n_threads,
         verbose=False,
     )
+
+
+def _use_threads(llama: Any) -> None:
+    """Run the next call on the threads chosen, or on the cores free now: a thread per core
+    while another process holds one stalls every step (see raft/threads.py)."""
+    import llama_cpp
+
+    n_threads = threads()
+    if llama_cpp.llama_n_threads(llama.ctx) != n_threads:
+        llama_cpp.llama_set_n_threads(llama.ctx, n_threads, n_threads)
+        llama.n_threads = llama.n_threads_batch = n_threads
 
 
 # Free loaded models while llama_cpp is still whole: left to interpreter shutdown, their
@@ -159,6 +174,7 @@ class LlamaCppLLM:
         response_format = {"type": "json_object", "schema": schema} if schema else None
         with self._lock:
             llama = self.llama
+            _use_threads(llama)
             kept = list(llama.input_ids[: llama.n_tokens])  # the tokens whose KV it holds
             try:
                 out = llama.create_chat_completion(
@@ -180,6 +196,7 @@ class LlamaCppLLM:
 
     def stream(self, messages, *, temperature=0.0, max_tokens=512, seed=0, stop=None):
         with self._lock:  # held until the stream is drained or closed
+            _use_threads(self.llama)
             try:
                 chunks = self.llama.create_chat_completion(
                     messages=messages,

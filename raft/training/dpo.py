@@ -16,11 +16,12 @@ from raft.config import open_cache
 from raft.console import err
 from raft.errors import UsageError
 from raft.paths import Persona
+from raft.training import distributed
 from raft.training.lora import (
     LoraSettings,
     fit_and_save,
-    load_base,
     lora_config,
+    prepare_training,
     progress_callback,
     run_dir,
     trainer_args,
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
 REPLY_TOKENS = 256
-GENERATE_BATCH = 8
+# Prompts per generate call: a GPU has room for more rows of KV cache at once.
+GENERATE_BATCH = {"cpu": 8, "cuda": 32}
 
 
 def reply_budget(tokenizer: Any, answer: str) -> int:
@@ -69,8 +71,9 @@ def base_replies(
     task = bar.add_task("base-model replies", total=len(rows), completed=len(rows) - len(missing))
     tokenizer.padding_side = "left"  # generation continues from the right end of every row
     model.eval()
-    for start in range(0, len(missing), GENERATE_BATCH):
-        batch = missing[start : start + GENERATE_BATCH]
+    size = GENERATE_BATCH.get(model.device.type, 8)
+    for start in range(0, len(missing), size):
+        batch = missing[start : start + size]
         inputs = tokenizer.apply_chat_template(
             [rows[i]["prompt"] for i in batch],
             add_generation_prompt=True,
@@ -124,16 +127,21 @@ def train_dpo(persona: Persona, record: ModelRecord, settings: LoraSettings, bar
     from trl import DPOConfig, DPOTrainer
 
     base = record.params["base_path"]
-    model, tokenizer = load_base(base)
+    # On the accelerator, in its dtype: the base replies are generated there too.
+    setup = prepare_training(settings, base)
+    model, tokenizer = setup.model, setup.tokenizer
     train, valid = training_rows(persona, settings, base)
-    replies = base_replies(
-        model,
-        tokenizer,
-        record.params["base_id"],
-        train + valid,
-        open_cache(persona),
-        bar,
-    )
+    # Under accelerate launch the main process generates and caches the replies; the
+    # others then read them from the cache instead of writing the same rows at once.
+    with distributed.main_first():
+        replies = base_replies(
+            model,
+            tokenizer,
+            record.params["base_id"],
+            train + valid,
+            open_cache(persona),
+            bar,
+        )
     n = len(train)
     train, valid = preference_rows(train, replies[:n]), preference_rows(valid, replies[n:])
     if not train:
@@ -145,8 +153,16 @@ def train_dpo(persona: Persona, record: ModelRecord, settings: LoraSettings, bar
         model = PeftModel.from_pretrained(model, str(persona.root / sft.model), is_trainable=True)
         peft_config = None
         record.params["start_adapter"] = sft.id
+    # Padded pairs: TRL 1.16 turns DPOConfig's padding_free off ("temporarily unavailable").
     config = DPOConfig(
-        **trainer_args(settings, run_dir(persona, record) / "checkpoints", bool(valid)), beta=0.1
+        **trainer_args(
+            settings,
+            run_dir(persona, record) / "checkpoints",
+            bool(valid),
+            setup.plan,
+            setup.checkpointing,
+        ),
+        beta=0.1,
     )
     trainer = DPOTrainer(
         model=model,
@@ -155,6 +171,7 @@ def train_dpo(persona: Persona, record: ModelRecord, settings: LoraSettings, bar
         eval_dataset=Dataset.from_list(valid) if valid else None,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[progress_callback(bar, "training (DPO)")],
+        callbacks=[setup.meter, progress_callback(bar, "training (DPO)")],
     )
+    trainer.cost_meter = setup.meter
     fit_and_save(persona, record, trainer)

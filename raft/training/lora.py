@@ -8,16 +8,35 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from raft import accelerator
 from raft.backends import models
 from raft.console import err, progress_bar, quiet_libraries
 from raft.conversation import Budget, ConversationSpec, fit_history, training_spec
 from raft.errors import UsageError
 from raft.files import read_jsonl
 from raft.paths import Persona, ft_gen_command
+from raft.training import distributed
+from raft.training.batching import (
+    BatchPlan,
+    Checkpointing,
+    attention_kernel,
+    choose_checkpointing,
+    default_batch_tokens,
+    model_shape,
+    packed_plan,
+    padded_plan,
+    shape_of,
+)
+from raft.training.cost import describe as describe_cost
+from raft.training.cost import meter_callback
 from raft.training.registry import (
     FAILED,
     RUNNING,
@@ -45,19 +64,16 @@ class LoraSettings:
     epochs: int | None = None
     max_steps: int | None = None
     lr: float | None = None
-    batch_size: int | None = None
+    batch_size: int | None = None  # samples per step, padded; None: batches by tokens (SFT)
     lora_r: int = 16
     resume: bool = False
     max_length: int | None = None  # tokens per sample; default 1024 on CPU, 4096 on GPU
     save_steps: int = 50
     seed: int = 0
     dataset: str = "raft"  # "raft" (finetune/) or "plain" (finetune/plain/, no memories)
-
-
-def on_gpu() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
+    batch_tokens: int | None = None  # SFT: tokens per device and step, samples packed whole
+    checkpointing: str = "auto"  # activation checkpointing: "auto" | "on" | "off"
+    peak_tflops: float | None = None  # the device's dense bf16 peak, where the table lacks it
 
 
 def resolve_base_model(name: str | None) -> str:
@@ -129,15 +145,23 @@ def lora_config(settings: LoraSettings) -> Any:
     )
 
 
-def trainer_args(settings: LoraSettings, out_dir: Path, has_eval: bool) -> dict[str, Any]:
-    """Arguments shared by SFTConfig and DPOConfig, with CPU and GPU defaults."""
+def trainer_args(
+    settings: LoraSettings,
+    out_dir: Path,
+    has_eval: bool,
+    plan: BatchPlan,
+    checkpointing: Checkpointing,
+) -> dict[str, Any]:
+    """Arguments shared by SFTConfig and DPOConfig: the batch plan, the device's precision,
+    and activation checkpointing as decided."""
     import torch
 
-    gpu = on_gpu()
+    dtype = accelerator.dtype()
     return {
         "output_dir": str(out_dir),
-        "per_device_train_batch_size": settings.batch_size or (4 if gpu else 1),
-        "per_device_eval_batch_size": settings.batch_size or (4 if gpu else 1),
+        "per_device_train_batch_size": plan.rows,
+        "per_device_eval_batch_size": plan.rows,
+        "gradient_accumulation_steps": plan.accumulation,
         "num_train_epochs": settings.epochs or 3,
         "max_steps": settings.max_steps or -1,
         "learning_rate": settings.lr or DEFAULT_LR[settings.method],
@@ -148,27 +172,102 @@ def trainer_args(settings: LoraSettings, out_dir: Path, has_eval: bool) -> dict[
         "save_steps": settings.save_steps,
         "save_total_limit": 2,
         "eval_strategy": "epoch" if has_eval and not settings.max_steps else "no",
-        "bf16": gpu and torch.cuda.is_bf16_supported(),
-        # Recomputing activations saves GPU memory; on a CPU it only costs time.
-        "gradient_checkpointing": gpu,
-        "use_cpu": not gpu,
-        "max_length": settings.max_length,
+        # The weights are loaded in this dtype and the flag runs autocast to match; fp16 (a
+        # GPU without bf16) also scales the loss, which works because peft keeps the LoRA
+        # weights themselves in float32.
+        "bf16": dtype == torch.bfloat16,
+        "fp16": dtype == torch.float16,
+        # transformers 5 names it activation checkpointing (gradient_checkpointing is the
+        # deprecated alias, which TRL's configs default to on); non-reentrant is the form
+        # torch recommends and the one that needs no input gradients under LoRA.
+        "activation_checkpointing": checkpointing.on,
+        "activation_checkpointing_kwargs": {"use_reentrant": False} if checkpointing.on else None,
+        "use_cpu": not accelerator.cuda(),
+        # Packed: the length of a bin; padded: of a sample.
+        "max_length": plan.bin_tokens or settings.max_length,
         "report_to": "none",
         "disable_tqdm": True,
         "seed": settings.seed,
+        # DDP: every LoRA weight is used every step, so skip the search for unused ones
+        # (it costs a pass over the graph and breaks with activation checkpointing).
+        "ddp_find_unused_parameters": False,
     }
 
 
-def load_base(base: str) -> tuple[Any, PreTrainedTokenizerBase]:
-    import torch
+def dtype_bytes() -> int:
+    return accelerator.dtype().itemsize
+
+
+def training_device() -> str:
+    """Where this process trains: its own GPU under a launch (LOCAL_RANK), else the
+    accelerator. Under FSDP the model stays on the CPU until the trainer shards it."""
+    if not accelerator.cuda():
+        return "cpu"
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true"):
+        return "cpu"
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+
+
+def load_base(base: str, attention: str = "sdpa") -> tuple[Any, PreTrainedTokenizerBase]:
+    """The base model on the device it trains on, in the accelerator's dtype (so DPO's
+    base replies are generated there too), with the attention kernel of the batch plan."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     quiet_libraries()
-
-    dtype = torch.bfloat16 if on_gpu() and torch.cuda.is_bf16_supported() else torch.float32
     tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
-    return model, tokenizer
+    model = AutoModelForCausalLM.from_pretrained(
+        base, dtype=accelerator.dtype(), attn_implementation=attention
+    )
+    device = training_device()
+    # Loaded on the CPU already; under FSDP's cpu_ram_efficient_loading all but the first
+    # process of each machine hold meta tensors until the trainer hands them their shards,
+    # and those cannot be moved.
+    return (model if device == "cpu" else model.to(device)), tokenizer
+
+
+def batch_plan(settings: LoraSettings, attention: str) -> BatchPlan:
+    """SFT packs samples into --batch-tokens; --batch-size, and DPO (TRL 1.16 has no
+    padding-free DPO), pad batches of samples (1 on a CPU, 4 on a GPU by default)."""
+    max_length = settings.max_length or default_max_length()
+    if settings.method == "dpo" or settings.batch_size:
+        return padded_plan(settings.batch_size or (4 if accelerator.cuda() else 1), attention)
+    return packed_plan(settings.batch_tokens or max_length, max_length, attention)
+
+
+def default_max_length() -> int:
+    return 4096 if accelerator.cuda() else 1024
+
+
+def check_batching(settings: LoraSettings) -> None:
+    """The batch flags agree with each other and with the method."""
+    if settings.batch_tokens and settings.method == "dpo":
+        raise UsageError(
+            "--batch-tokens applies to --method sft: DPO pads its pairs (TRL 1.16 has no "
+            "padding-free DPO); give --batch-size"
+        )
+    if settings.batch_tokens and settings.batch_size:
+        raise UsageError(
+            "give --batch-tokens or --batch-size, not both: --batch-tokens N packs samples "
+            "into N tokens per step, --batch-size N pads N samples per step"
+        )
+    if settings.batch_tokens and settings.batch_tokens < (settings.max_length or 0):
+        raise UsageError(
+            f"--batch-tokens {settings.batch_tokens} is below --max-length "
+            f"{settings.max_length}: every sample must fit in a step whole (raise "
+            "--batch-tokens or lower --max-length)"
+        )
+
+
+def resolve_batch_tokens(settings: LoraSettings, base: str) -> int | None:
+    """--batch-tokens as given, or its device default; None for padded batches."""
+    if settings.method == "dpo" or settings.batch_size:
+        return None
+    if settings.batch_tokens:
+        return settings.batch_tokens
+    shape = model_shape(base) if accelerator.cuda() else None
+    return default_batch_tokens(
+        settings.max_length, shape, accelerator.free_memory_bytes(), dtype_bytes()
+    )
 
 
 def require_training_file(persona: Persona, dataset: str) -> Path:
@@ -238,26 +337,63 @@ def progress_callback(bar: Progress, description: str) -> Any:
 def build_sft_trainer(
     persona: Persona, settings: LoraSettings, base: str, out_dir: Path, bar: Progress | None = None
 ) -> Trainer:
-    """TRL's SFTTrainer on prompt/completion rows: history and memories carry no loss."""
+    """TRL's SFTTrainer on prompt/completion rows: history and memories carry no loss.
+    Samples are packed whole into bins (best-fit decreasing) and trained padding-free,
+    unless --batch-size asks for padded batches."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    model, tokenizer = load_base(base)
+    setup = prepare_training(settings, base)
     train, valid = training_rows(persona, settings, base)
     config = SFTConfig(
-        **trainer_args(settings, out_dir, bool(valid)),
+        **trainer_args(settings, out_dir, bool(valid), setup.plan, setup.checkpointing),
         completion_only_loss=True,
+        packing=setup.plan.packed,
+        packing_strategy="bfd",
+        padding_free=setup.plan.packed,
         dataset_num_proc=None,
     )
-    return SFTTrainer(
-        model=model,
+    trainer = SFTTrainer(
+        model=setup.model,
         args=config,
         train_dataset=Dataset.from_list(train),
         eval_dataset=Dataset.from_list(valid) if valid else None,
-        processing_class=tokenizer,
+        processing_class=setup.tokenizer,
         peft_config=lora_config(settings),
-        callbacks=[progress_callback(bar, "training (SFT)")] if bar else None,
+        callbacks=[setup.meter, *([progress_callback(bar, "training (SFT)")] if bar else [])],
     )
+    trainer.cost_meter = setup.meter
+    return trainer
+
+
+@dataclass
+class TrainingSetup:
+    model: Any
+    tokenizer: Any
+    plan: BatchPlan
+    checkpointing: Checkpointing
+    meter: Any  # the cost meter, a TrainerCallback
+
+
+def prepare_training(settings: LoraSettings, base: str) -> TrainingSetup:
+    """The base model on its device, the batch plan, the checkpointing decision (from the
+    memory free before the weights were loaded) and the cost meter."""
+    free = accelerator.free_memory_bytes()
+    attention = attention_kernel()
+    model, tokenizer = load_base(base, attention)
+    shape = shape_of(model)
+    plan = batch_plan(settings, attention)
+    # A padded pass holds up to rows x --max-length tokens; DPO's, a chosen and a rejected
+    # reply per pair.
+    max_length = settings.max_length or default_max_length()
+    per_row = 2 * max_length if settings.method == "dpo" else max_length
+    pass_tokens = plan.pass_tokens or plan.rows * per_row
+    checkpointing = choose_checkpointing(
+        settings.checkpointing, shape, pass_tokens, free, dtype_bytes()
+    )
+    peak = settings.peak_tflops or accelerator.peak_tflops()
+    meter = meter_callback(shape, plan, checkpointing, peak)
+    return TrainingSetup(model, tokenizer, plan, checkpointing, meter)
 
 
 def train_sft(
@@ -286,6 +422,13 @@ def last_checkpoint(persona: Persona, record: ModelRecord) -> Path | None:
     return steps[max(steps)] if steps else None
 
 
+def count_samples(dataset: Any) -> int:
+    """Samples in a training set: packed bins list the lengths of the samples they hold."""
+    if "seq_lengths" in dataset.column_names:
+        return sum(map(len, dataset["seq_lengths"]))
+    return len(dataset)
+
+
 def fit_and_save(persona: Persona, record: ModelRecord, trainer: Trainer) -> None:
     """Train (from the last checkpoint when resuming), evaluate, save the adapter atomically."""
     from transformers import PrinterCallback
@@ -293,18 +436,32 @@ def fit_and_save(persona: Persona, record: ModelRecord, trainer: Trainer) -> Non
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts to stdout
     checkpoint = last_checkpoint(persona, record) if record.params.get("resumed") else None
     # Before DPO the policy equals its reference, so its loss is always ln 2: not worth a pass.
-    if trainer.eval_dataset is not None and checkpoint is None and record.method == "sft":
+    measure_base = (
+        trainer.eval_dataset is not None and checkpoint is None and record.method == "sft"
+    )
+    # FSDP2 must wrap the model together with its optimizer when training starts: under FSDP
+    # the base is measured after training instead, with the adapter switched off.
+    if measure_base and not trainer.is_fsdp_enabled:
         record.metrics["base_eval_loss"] = trainer.evaluate()["eval_loss"]
+        # Evaluating marks the model as prepared without a DDP wrapper, and accelerate would
+        # then not wrap it for training: each process would step on its own gradients.
+        vars(trainer.model).pop("_is_accelerate_prepared", None)
         save_record(persona, record)
     if checkpoint:
         err.print(f"resuming {record.id} from {checkpoint.name}")
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    if measure_base and trainer.is_fsdp_enabled:
+        with trainer.model.disable_adapter():
+            record.metrics["base_eval_loss"] = trainer.evaluate()["eval_loss"]
     record.metrics |= {
         "train_loss": result.training_loss,
         "steps": trainer.state.global_step,
-        "samples": len(trainer.train_dataset),
+        "samples": count_samples(trainer.train_dataset),
         "train_seconds": round(result.metrics["train_runtime"], 2),
     }
+    meter = getattr(trainer, "cost_meter", None)
+    if meter is not None:
+        record.cost = meter.cost  # of this session: a resumed run measures its own steps
     if trainer.eval_dataset is not None:
         scores = trainer.evaluate()
         record.metrics["eval_loss"] = scores["eval_loss"]
@@ -312,11 +469,15 @@ def fit_and_save(persona: Persona, record: ModelRecord, trainer: Trainer) -> Non
             record.metrics["eval_preference_accuracy"] = scores["eval_rewards/accuracies"]
     adapter = run_dir(persona, record) / "adapter"
     tmp = adapter.with_name(".adapter.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    # Every process calls save_model (FSDP gathers the weights there); the trainer writes
+    # from the main process only, and only it may clear or move the folder.
+    if distributed.is_main():
+        shutil.rmtree(tmp, ignore_errors=True)
     trainer.save_model(str(tmp))
-    if adapter.exists():
-        shutil.rmtree(adapter)
-    os.replace(tmp, adapter)
+    if distributed.is_main():
+        if adapter.exists():
+            shutil.rmtree(adapter)
+        os.replace(tmp, adapter)
     record.model = str(adapter.relative_to(persona.root))
 
 
@@ -343,9 +504,10 @@ def start_run(persona: Persona, settings: LoraSettings) -> ModelRecord:
         return record
     folder = persona.dataset(settings.dataset)
     require_training_file(persona, settings.dataset)  # before converting a base model
+    settings = replace(settings, max_length=settings.max_length or default_max_length())
+    check_batching(settings)
     base = resolve_base_model(settings.base_model)
-    gpu = on_gpu()
-    settings = replace(settings, max_length=settings.max_length or (4096 if gpu else 1024))
+    settings = replace(settings, batch_tokens=resolve_batch_tokens(settings, base))
     files = {}
     for role, name in [("train", "messages.jsonl"), ("valid", "messages.valid.jsonl")]:
         path = folder / name
@@ -356,7 +518,7 @@ def start_run(persona: Persona, settings: LoraSettings) -> ModelRecord:
         "base_id": base_model_id(base),
         "lr": settings.lr or DEFAULT_LR[settings.method],
         "lora_alpha": 2 * settings.lora_r,
-        "device": "cuda" if gpu else "cpu",
+        "device": accelerator.device(),
     }
     spec = dataset_spec(persona, settings.dataset)
     record_id = run_id(settings.method)
@@ -378,35 +540,90 @@ def start_run(persona: Persona, settings: LoraSettings) -> ModelRecord:
     )
 
 
+def input_digests(persona: Persona, record: ModelRecord) -> dict[str, str]:
+    """sha256 of each training file the record names, as this process reads it (only
+    computed in a launch, where every process must read the main process's data)."""
+    if not distributed.launched():
+        return {}
+    return {
+        role: file_sha256(persona.root / file["path"])
+        if (persona.root / file["path"]).is_file()
+        else "missing"
+        for role, file in record.files.items()
+    }
+
+
 def settings_of(record: ModelRecord) -> LoraSettings:
     """The settings a run was started with, so a resumed run trains the same way."""
     fields = LoraSettings.__dataclass_fields__
     return LoraSettings(**{k: v for k, v in record.params.items() if k in fields and k != "resume"})
 
 
+class Terminated(SystemExit):
+    """SIGTERM (a scheduler's stop, `kill`) as an exception, so the run is recorded as
+    stopped; it exits with the status a SIGTERM'd process has, 143."""
+
+    def __init__(self) -> None:
+        super().__init__(128 + signal.SIGTERM)
+
+
+@contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises Terminated inside the block (main thread only, where Python runs
+    signal handlers); a second SIGTERM, while the first is being recorded, kills as usual."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, previous)
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_lora(persona: Persona, settings: LoraSettings) -> ModelRecord:
-    """Train a LoRA adapter (SFT or DPO) and record it; failures stay in the registry."""
-    record = start_run(persona, settings)
+    """Train a LoRA adapter (SFT or DPO) and record it; failures stay in the registry.
+
+    Under `accelerate launch` every process trains; the main one makes the record (one run
+    id) and alone writes and prints (see raft.training.distributed)."""
+    err.quiet = not distributed.is_main()
+    record = distributed.from_main(lambda: start_run(persona, settings))
+    distributed.require_same("the training files", input_digests(persona, record))
     settings = settings_of(record)
-    save_record(persona, record)
     if settings.method == "dpo":
         from raft.training.dpo import train_dpo as train
     else:
         train = train_sft
-    try:
-        with progress_bar() as bar:
-            train(persona, record, settings, bar)
-    except BaseException as exc:
-        interrupted = isinstance(exc, KeyboardInterrupt)
-        record.status = FAILED
-        record.error = "interrupted" if interrupted else f"{type(exc).__name__}: {exc}"[:500]
-        record.finished = now()
+    with sigterm_raises():
         save_record(persona, record)
-        if interrupted and last_checkpoint(persona, record):
-            err.print(
-                f"continue with `raft ft:run {persona.name} --method {record.method} --resume`"
+        try:
+            with progress_bar() as bar:
+                train(persona, record, settings, bar)
+        except BaseException as exc:
+            stopped = (
+                "terminated"
+                if isinstance(exc, Terminated)
+                else "interrupted"
+                if isinstance(exc, KeyboardInterrupt)
+                else ""
             )
-        raise
+            record.status = FAILED
+            record.error = stopped or f"{type(exc).__name__}: {exc}"[:500]
+            record.finished = now()
+            save_record(persona, record)
+            if stopped and last_checkpoint(persona, record):
+                err.print(
+                    f"continue with `raft ft:run {persona.name} --method {record.method} --resume`",
+                    highlight=False,
+                )
+            if stopped == "terminated":  # SystemExit: the CLI prints nothing of its own
+                err.print("raft: terminated", highlight=False)
+            raise
     record.status, record.finished = SUCCEEDED, now()
     save_record(persona, record)
     report(record)
@@ -425,3 +642,5 @@ def report(record: ModelRecord) -> None:
             f", real answer preferred in {m['eval_preference_accuracy']:.0%} of validation pairs"
         )
     err.print(line, highlight=False, soft_wrap=True)
+    if record.cost:
+        err.print(f"  {describe_cost(record.cost)}", highlight=False, soft_wrap=True)

@@ -17,6 +17,7 @@ from typing import Any
 from raft.errors import UsageError
 from raft.files import write_json
 from raft.paths import Persona
+from raft.training import distributed
 
 RUNNING, SUCCEEDED, FAILED, CANCELLED = "running", "succeeded", "failed", "cancelled"
 
@@ -40,6 +41,9 @@ class ModelRecord:
     spec: dict[str, Any] = field(default_factory=dict)  # the training data's conversation spec
     budget: dict[str, Any] = field(default_factory=dict)  # limit, reserve, tokenizer (local)
     dataset: str = "raft"  # trained on the RAFT dataset, or the plain one (no memories)
+    # Local runs: device, dtype, world size, tokens/s, padding, peak memory, MFU, batching
+    # and activation checkpointing (see raft.training.cost).
+    cost: dict[str, Any] = field(default_factory=dict)
 
 
 def now() -> str:
@@ -77,7 +81,10 @@ def load_records(persona: Persona) -> list[ModelRecord]:
 
 
 def save_record(persona: Persona, record: ModelRecord) -> None:
-    """Insert or replace the record with this id (atomic rewrite of the registry)."""
+    """Insert or replace the record with this id (atomic rewrite of the registry). Under
+    `accelerate launch` only the main process writes: the others hold the same record."""
+    if not distributed.is_main():
+        return
     records = [r for r in load_records(persona) if r.id != record.id]
     records.append(record)
     records.sort(key=lambda r: r.created)
@@ -103,8 +110,11 @@ def find_record(persona: Persona, run: str | None = None, venue: str | None = No
 
 
 def print_records(persona: Persona) -> None:
-    """`raft models`: one line per run, oldest first, whole ids so the output pipes well."""
+    """`raft models`: one line per run, oldest first, whole ids so the output pipes well;
+    under a local run's line, indented, what it cost."""
     import click
+
+    from raft.training.cost import describe
 
     records = load_records(persona)
     if not records:
@@ -121,3 +131,5 @@ def print_records(persona: Persona) -> None:
             f"error={r.error}" if r.error else "",
         ]
         click.echo("  ".join(field for field in fields if field))
+        if r.cost:
+            click.echo(f"    {describe(r.cost)}")
