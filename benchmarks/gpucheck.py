@@ -40,12 +40,12 @@ class Plan:
     samples: int
     steps: int
     max_length: int
-    likelihood_pairs: int
+    likelihood_copies: int  # of the sample's held-out interview
 
 
 PLANS = {
-    "tiny": Plan("tiny", samples=24, steps=2, max_length=512, likelihood_pairs=16),
-    "1b": Plan("1b", samples=1024, steps=30, max_length=2048, likelihood_pairs=512),
+    "tiny": Plan("tiny", samples=24, steps=2, max_length=512, likelihood_copies=1),
+    "1b": Plan("1b", samples=1024, steps=30, max_length=2048, likelihood_copies=16),
 }
 
 # The issue's goals, judged on a GPU only.
@@ -115,7 +115,7 @@ def check(plan: Plan, folder: Path, peak: float | None) -> list[Row]:
     rows = [today, ours]
     for variant, name in [("plain", "plain TRL, raft's settings"), ("tuned", "tuned TRL")]:
         rows.append(trl_row(variant, name, persona, params, peak))
-    rows.append(likelihood_row(model, persona, plan))
+    rows.append(likelihood_row(model, plan))
     return rows
 
 
@@ -167,12 +167,13 @@ def trl_row(variant: str, name: str, persona: Path, params: dict, peak: float | 
     )
 
 
-def likelihood_row(model: Path, persona: Path, plan: Plan) -> Row:
-    """Answer likelihood of the same model on the training rows' answers, in a fresh process."""
+def likelihood_row(model: Path, plan: Plan) -> Row:
+    """Answer likelihood of the same model on what `ratf score` scores: the sample persona's
+    held-out interview, copied as distinct interviews; in a fresh process."""
     command = [sys.executable, "-m", "benchmarks.likelihood", "throughput", str(model)]
     done = subprocess.run(
-        [*command, str(persona / "finetune" / "messages.jsonl"), str(plan.likelihood_pairs)],
-        env={**os.environ, **raft_env(persona.parent)},
+        [*command, "--copies", str(plan.likelihood_copies)],
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
         capture_output=True,
         text=True,
     )
@@ -186,7 +187,7 @@ def likelihood_row(model: Path, persona: Path, plan: Plan) -> Row:
         run["peak_memory_gb"],
         None,
         None,
-        f"{run['pairs']} answers, {run['device']}, {run['dtype']}",
+        f"{run['pairs']} answers ({run['workload']}), {run['dtype']}",
     )
 
 

@@ -165,7 +165,7 @@ class Throughput:
     batch_tokens: int
 
     def row(self) -> dict[str, Any]:
-        return dataclasses.asdict(self) | {"peak_memory_gb": self.peak_memory_bytes / 2**30}
+        return dataclasses.asdict(self) | {"peak_memory_gb": self.peak_memory_bytes / 1e9}
 
 
 def measure_throughput(
@@ -183,9 +183,10 @@ def measure_throughput(
     model = load_base(local, dtype)
     scorer = AnswerScorer(model, load_tokenizer(local), batch_tokens)
     start = time.perf_counter()
-    ids = [(scorer.prompt_ids(prompt), scorer.answer_ids(answer)) for prompt, answer in pairs]
+    ids = scorer.pair_ids(pairs)
     tokenize = time.perf_counter() - start
-    scorer.score_ids(ids[:4])  # kernels chosen and memory pools grown before the clock
+    # Kernels chosen and memory pools grown before the clock, on batches of the same shapes.
+    scorer.score_ids(ids[: max(4, len(ids) // 4)])
     scorer.positions = scorer.padding = 0
     accelerator.reset_peak_memory()
     start = time.perf_counter()
@@ -246,9 +247,10 @@ def messages_pairs(path: Path, n: int) -> list[tuple[list[dict[str, str]], str]]
     if len(rows) < 2 or any(row[-1]["role"] != "assistant" for row in rows):
         raise SystemExit(f"{path}: needs 2 or more rows that end with the assistant's answer")
     pairs = []
-    for row, following in zip(rows, rows[1:] + rows[:1], strict=True):
-        if len(pairs) // 2 < n:
-            pairs += [(row[:-1], row[-1]["content"]), (row[:-1], following[-1]["content"])]
+    nexts = rows[1:] + rows[:1]  # the last row of a short file takes the first's answer
+    for row, following in list(zip(rows, nexts, strict=True))[:n]:
+        prompt = row[:-1]
+        pairs += [(prompt, row[-1]["content"]), (prompt, following[-1]["content"])]
     return pairs
 
 
@@ -261,6 +263,9 @@ def main(argv: list[str] | None = None) -> None:
     throughput.add_argument("n", type=int, nargs="?", default=64, help="its rows to score")
     throughput.add_argument("--copies", type=int, default=8, help="of the sample interview")
     throughput.add_argument("--batch-tokens", type=int, help="tokens per forward pass")
+    throughput.add_argument(
+        "--dtype", choices=["bfloat16", "float16", "float32"], help="else the device's own"
+    )
     args = parser.parse_args(argv)
     from raft.console import quiet_libraries
 
@@ -269,7 +274,10 @@ def main(argv: list[str] | None = None) -> None:
         pairs, workload = messages_pairs(args.messages, args.n), f"{args.messages.name}"
     else:
         pairs, workload = sample_pairs(args.copies), f"sample interview x {args.copies}"
-    found = measure_throughput(args.model, pairs, args.batch_tokens)
+    import torch
+
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    found = measure_throughput(args.model, pairs, args.batch_tokens, dtype)
     print(json.dumps(found.row() | {"workload": workload}))
 
 

@@ -10,12 +10,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import random
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -151,6 +149,8 @@ def train_trl(
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
+    from raft.training.cost import step_meter
+
     rows = []
     for line in messages.read_text().splitlines():
         conversation = json.loads(line)["messages"]
@@ -192,65 +192,25 @@ def train_trl(
             callbacks=[meter],
         )
         runtime = trainer.train().metrics["train_runtime"]
-    return meter.summary() | {"train_runtime": runtime, "all_steps": trainer.state.global_step}
+    return summary(meter) | {"train_runtime": runtime, "all_steps": trainer.state.global_step}
 
 
-def step_meter() -> Any:
-    """A TrainerCallback that counts each optimizer step's tokens (all, and those not
-    padding) and times it; `summary()` gives what the run cost."""
-    import torch
-    from transformers import TrainerCallback
+def summary(meter: Any) -> dict[str, Any]:
+    """What a TRL run cost, counted by raft's step meter the way raft's registry counts:
+    tokens that are not padding, time over every step but the first (warm-up)."""
+    from raft import accelerator
 
-    def synchronize() -> None:
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-
-    class StepMeter(TrainerCallback):
-        def __init__(self) -> None:
-            self.steps: list[tuple[int, int, float]] = []  # real tokens, all tokens, seconds
-            self.real = self.total = 0
-            self.started = 0.0
-
-        def count(self, module, args, kwargs) -> None:
-            if not (module.training and torch.is_grad_enabled()):
-                return  # evaluation
-            ids = kwargs.get("input_ids", args[0] if args else None)
-            mask = kwargs.get("attention_mask")
-            # Padding-free passes carry no mask; padded ones mark padding with zeros.
-            self.real = self.real + (mask.sum() if mask is not None else ids.numel())
-            self.total += ids.numel()
-
-        def on_train_begin(self, args, state, control, model=None, **kwargs):
-            model.register_forward_pre_hook(self.count, with_kwargs=True)
-            if torch.cuda.is_available():
-                torch.cuda.reset_peak_memory_stats()
-
-        def on_step_begin(self, args, state, control, **kwargs):
-            synchronize()
-            self.real = self.total = 0
-            self.started = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            synchronize()
-            self.steps.append((int(self.real), self.total, time.perf_counter() - self.started))
-
-        def summary(self) -> dict[str, Any]:
-            timed = self.steps[1:] if len(self.steps) > 1 else self.steps
-            total = sum(s[1] for s in self.steps)
-            if torch.cuda.is_available():
-                peak = torch.cuda.max_memory_allocated()
-            else:  # the process's peak resident set, as raft records on a CPU
-                peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-            real = sum(s[0] for s in self.steps)
-            return {
-                "steps": len(timed),
-                "seconds": sum(s[2] for s in timed),
-                "tokens": sum(s[0] for s in timed),
-                "padding_fraction": round(1 - real / total, 4) if total else None,
-                "peak_memory_gb": round(peak / 1e9, 2),
-            }
-
-    return StepMeter()
+    steps = meter.steps
+    timed = steps[1:] if len(steps) > 1 else steps
+    total = sum(s[1] for s in steps)
+    real = sum(s[0] for s in steps)
+    return {
+        "steps": len(timed),
+        "seconds": sum(s[2] for s in timed),
+        "tokens": sum(s[0] for s in timed),
+        "padding_fraction": round(1 - real / total, 4) if total else None,
+        "peak_memory_gb": round(accelerator.peak_memory_bytes() / 1e9, 2),
+    }
 
 
 def last_record(persona: Path) -> dict:

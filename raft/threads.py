@@ -1,12 +1,14 @@
 """How many CPU threads local models use: llama.cpp (n_threads, n_threads_batch) and torch.
 
-One number for both: `--threads N`, else RAFT_THREADS, else a measured default: the cores
-this process may use less those other processes are keeping busy. llama.cpp's and torch's
-threads spin while they wait for each other, so a thread on a core that another process
-holds stalls every step. A batched judge call with SmolLM2 (494 prompt + 55 completion
-tokens) on 2 cores: idle, 2.6 s with 2 threads and 3.9 s with 1; with another process
-keeping one core busy, a median 48 s (6 to 130 s) with 2 threads and 3.9 s with 1. So
-llama.cpp re-measures before every call; torch, whose threads are set once, at the start.
+`--threads N`, else RAFT_THREADS, fixes one number for both. Without either, llama.cpp
+takes the cores this process may use less those other processes are keeping busy,
+measured before every call: its threads spin while they wait for each other, so a thread
+on a core that another process holds stalls every step. A batched judge call with SmolLM2
+(494 prompt + 55 completion tokens) on 2 cores: idle, 2.6 s with 2 threads and 3.9 s with
+1; with another process keeping one core busy, a median 48 s (6 to 130 s) with 2 threads
+and 3.9 s with 1. llama.cpp's greedy output does not depend on its thread count (each
+output row is one thread's sum). torch's does, in the last bits, so torch takes every core
+this process may use, fixed, and an embedding never changes with the machine's load.
 """
 
 from __future__ import annotations
@@ -174,14 +176,18 @@ def threads() -> int:
 
 
 def use_threads(count: int | None = None) -> int | None:
-    """Fix this process's choice (`count`, else RAFT_THREADS, else measured now) and give it
-    to torch: at once if torch is loaded, else through OMP_NUM_THREADS when it loads. Torch
-    keeps a user's own OMP_NUM_THREADS unless --threads or RAFT_THREADS says otherwise."""
+    """Fix this process's choice (`count`, else RAFT_THREADS) and give it to torch, else
+    every core this process may use: at once if torch is loaded, else through
+    OMP_NUM_THREADS when it loads. Torch keeps a user's own OMP_NUM_THREADS unless
+    --threads or RAFT_THREADS says otherwise."""
     global _chosen
     _chosen = count if count is not None else _env_threads()
     if _chosen is None and _USER_OMP:
         return None  # torch keeps the user's OMP_NUM_THREADS
-    torch_threads = _chosen if _chosen is not None else free_cores()
+    # Not the load-dependent count: torch's sums depend on its thread count, and an
+    # embedding or a score must not change with what else the machine runs (a resumed
+    # ft:gen writes the same files as an uninterrupted one).
+    torch_threads = _chosen if _chosen is not None else available_cores()
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(torch_threads)
     else:  # read by torch's OpenMP runtime when it loads, and by processes started from here
@@ -198,6 +204,6 @@ threads_option = click.option(
     metavar="N",
     callback=_use_option,
     expose_value=False,
-    help=f"CPU threads for local models, llama.cpp and torch [{ENV}, else the cores that "
-    "other processes leave free, measured].",
+    help=f"CPU threads for local models, llama.cpp and torch [{ENV}, else llama.cpp: the "
+    "cores other processes leave free, measured; torch: all].",
 )

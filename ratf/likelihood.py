@@ -304,12 +304,23 @@ class AnswerScorer:
     ) -> list[Likelihood]:
         """Each (prompt, answer) pair's likelihood, in order; `advance(n)` is called as
         each batch of `n` pairs is done."""
-        ids = [(self.prompt_ids(prompt), self.answer_ids(answer)) for prompt, answer in pairs]
+        ids = self.pair_ids(pairs)
         nats = self.score_ids(ids, advance)
         return [
             Likelihood(n, len(a), len(answer.encode("utf-8")))
             for n, (_, a), (_, answer) in zip(nats, ids, pairs, strict=True)
         ]
+
+    def pair_ids(
+        self, pairs: Sequence[tuple[list[Message], str]]
+    ) -> list[tuple[list[int], list[int]]]:
+        """(prompt ids, answer ids) of each pair; a prompt given for several answers (the
+        same list) is rendered once."""
+        rendered: dict[int, list[int]] = {}
+        for prompt, _ in pairs:
+            if id(prompt) not in rendered:
+                rendered[id(prompt)] = self.prompt_ids(prompt)
+        return [(rendered[id(prompt)], self.answer_ids(answer)) for prompt, answer in pairs]
 
     def prompt_ids(self, prompt: list[Message]) -> list[int]:
         """The prompt as the chat template renders it, up to the assistant's header."""

@@ -27,6 +27,14 @@ def raft_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def tiny_model(raft_cache_dir: Path) -> Path:
+    """A random Llama of a few M parameters with SmolLM2's tokenizer: for run mechanics."""
+    from benchmarks.random_model import write_random_llama
+
+    return write_random_llama(raft_cache_dir / "tiny-llama", "tiny")  # written once a session
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "data"

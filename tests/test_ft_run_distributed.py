@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.random_model import write_random_llama
 from tests.helpers import BIN, REPO, free_port, run_cli
-from tests.tiny_persona import write_finetune, write_tiny_persona
+from tests.tiny_persona import registry, write_finetune, write_tiny_persona
 
 DDP_CONFIG = REPO / "configs" / "accelerate" / "ddp.yaml"
 STEPS = 4
@@ -60,10 +59,6 @@ def make_persona(root: Path, train_samples: int = 8) -> tuple[Path, dict[str, st
     return persona, {"RAFT_DATA_DIR": str(root / "data")}
 
 
-def registry(persona: Path) -> list[dict]:
-    return json.loads((persona / "models" / "registry.json").read_text())["models"]
-
-
 def step_losses(persona: Path, record: dict) -> list[float]:
     state = persona / "models" / record["id"] / "checkpoints" / f"checkpoint-{STEPS}"
     history = json.loads((state / "trainer_state.json").read_text())["log_history"]
@@ -71,16 +66,12 @@ def step_losses(persona: Path, record: dict) -> list[float]:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return str(write_random_llama(tmp_path_factory.mktemp("tiny-llama"), "tiny"))
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory, tiny: str):
+def runs(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path):
     """The same training as one process (2 samples a step) and as two (1 each), side by
     side: the results do not depend on timing, and the suite's cores are both used."""
     one, one_env = make_persona(tmp_path_factory.mktemp("one-process"))
     two, two_env = make_persona(tmp_path_factory.mktemp("two-processes"))
+    tiny = str(tiny_model)
     command = launch_command(2, *TRAIN, "--base-model", tiny, "--batch-size", "1")
     with subprocess.Popen(
         command,
@@ -131,11 +122,11 @@ def test_two_processes_write_one_record_one_adapter_one_summary(runs):
     assert "2 processes" in result.stderr
 
 
-def test_a_failure_in_the_main_process_ends_every_process_with_one_message(tmp_path, tiny):
+def test_a_failure_in_the_main_process_ends_every_process_with_one_message(tmp_path, tiny_model):
     persona = write_tiny_persona(tmp_path / "data" / "lena")  # no finetune/ yet
     start = time.monotonic()
     result = subprocess.run(
-        launch_command(2, *TRAIN, "--base-model", tiny),
+        launch_command(2, *TRAIN, "--base-model", str(tiny_model)),
         env={**os.environ, "RAFT_DATA_DIR": str(tmp_path / "data")},
         capture_output=True,
         text=True,

@@ -17,33 +17,21 @@ from raft.paths import Persona
 from raft.training.lora import LoraSettings, build_sft_trainer, resolve_base_model
 from raft.training.registry import file_sha256
 from tests.helpers import BIN, run_cli
-from tests.tiny_persona import INTERVIEWS, write_finetune, write_tiny_persona
+from tests.tiny_persona import (
+    INTERVIEWS,
+    finetune_persona,
+    registry,
+    write_finetune,
+    write_tiny_persona,
+)
 
 ANSWER_Q = "What is the worst month for a beekeeper?"
 ANSWER = INTERVIEWS["transcripts/2021-06-01-garden-radio.json"]["exchanges"][1][1]
 
 
-def make_persona(root: Path) -> tuple[Path, dict[str, str]]:
-    data = root / "data"
-    write_finetune(write_tiny_persona(data / "lena"))
-    return data / "lena", {"RAFT_DATA_DIR": str(data)}
-
-
-def registry(persona: Path) -> list[dict]:
-    return json.loads((persona / "models" / "registry.json").read_text())["models"]
-
-
-@pytest.fixture(scope="module")
-def tiny_model(raft_cache_dir) -> Path:
-    """A random Llama of a few M parameters with SmolLM2's tokenizer: for run mechanics."""
-    from benchmarks.random_model import write_random_llama
-
-    return write_random_llama(raft_cache_dir / "tiny-llama", "tiny")  # written once a session
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    persona, env = make_persona(tmp_path_factory.mktemp("lora"))
+    persona, env = finetune_persona(tmp_path_factory.mktemp("lora"))
     # A high learning rate, so that three steps (of two or three samples a bin) move the
     # model measurably.
     result = run_cli("raft", "ft:run", "lena", "--max-steps", "3", "--lr", "2e-3", env=env)
@@ -110,7 +98,7 @@ def test_lora_weights_changed_and_base_weights_did_not(trained):
 
 
 def test_loss_covers_only_the_final_answer(tmp_path):
-    persona_dir, _ = make_persona(tmp_path)
+    persona_dir, _ = finetune_persona(tmp_path)
     persona = Persona("lena", persona_dir)
     trainer = build_sft_trainer(
         persona, LoraSettings(max_length=1024), resolve_base_model(None), tmp_path / "out"
@@ -169,7 +157,7 @@ def stop_at_checkpoint(
 
 
 def test_resume_after_kill_or_sigterm_continues_from_the_checkpoint(tmp_path, tiny_model):
-    persona, env = make_persona(tmp_path)
+    persona, env = finetune_persona(tmp_path)
     # Padded batches of 4, recomputed activations and an MFU against a stated 1 TFLOPS peak:
     # options a resumed run takes back from its record.
     args = ["ft:run", "lena", "--base-model", str(tiny_model), "--max-steps", "3"]

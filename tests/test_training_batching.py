@@ -4,33 +4,14 @@ batching do not need a trained model, and a step of it costs a fraction of SmolL
 
 from __future__ import annotations
 
-import json
 import warnings
-from pathlib import Path
 
 import pytest
 
 from raft.paths import Persona
 from raft.training.batching import ModelShape, choose_checkpointing
 from raft.training.lora import LoraSettings, build_sft_trainer, count_samples
-from tests.tiny_persona import write_finetune, write_tiny_persona
-
-
-@pytest.fixture(scope="module")
-def tiny_model(raft_cache_dir) -> Path:
-    from benchmarks.random_model import write_random_llama
-
-    return write_random_llama(raft_cache_dir / "tiny-llama", "tiny")  # written once a session
-
-
-def make_persona(root: Path) -> tuple[Path, dict[str, str]]:
-    data = root / "data"
-    write_finetune(write_tiny_persona(data / "lena"))
-    return data / "lena", {"RAFT_DATA_DIR": str(data)}
-
-
-def registry(persona: Path) -> list[dict]:
-    return json.loads((persona / "models" / "registry.json").read_text())["models"]
+from tests.tiny_persona import finetune_persona
 
 
 def sample_spans(batch: dict) -> list[tuple[int, int]]:
@@ -43,7 +24,7 @@ def sample_spans(batch: dict) -> list[tuple[int, int]]:
 def test_packed_samples_are_whole_and_do_not_attend_to_each_other(tmp_path, tiny_model):
     import torch
 
-    persona_dir, _ = make_persona(tmp_path)
+    persona_dir, _ = finetune_persona(tmp_path)
     settings = LoraSettings(max_length=1024, batch_tokens=1024)
     trainer = build_sft_trainer(Persona("lena", persona_dir), settings, str(tiny_model), tmp_path)
     padded = build_sft_trainer(
@@ -78,7 +59,7 @@ def test_packed_samples_are_whole_and_do_not_attend_to_each_other(tmp_path, tiny
 
 
 def test_checkpointing_on_reaches_the_model_without_deprecation_warnings(tmp_path, tiny_model):
-    persona_dir, _ = make_persona(tmp_path)
+    persona_dir, _ = finetune_persona(tmp_path)
     settings = LoraSettings(max_length=1024, max_steps=1, checkpointing="on")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

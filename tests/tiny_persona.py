@@ -195,3 +195,16 @@ def build_store(data: Path) -> dict[str, str]:
 def digests(folder: Path) -> dict[str, str]:
     """sha256 of each file ft:gen writes in `folder`."""
     return {n: hashlib.sha256((folder / n).read_bytes()).hexdigest() for n in FINETUNE_FILES}
+
+
+def finetune_persona(root: Path) -> tuple[Path, dict[str, str]]:
+    """The tiny persona in `root/data` with its training files written; its folder and the
+    environment that points raft at it."""
+    data = root / "data"
+    write_finetune(write_tiny_persona(data / "lena"))
+    return data / "lena", {"RAFT_DATA_DIR": str(data)}
+
+
+def registry(persona: Path) -> list[dict]:
+    """The persona's model records, oldest first."""
+    return json.loads((persona / "models" / "registry.json").read_text())["models"]

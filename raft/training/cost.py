@@ -18,12 +18,13 @@ from raft import accelerator
 from raft.training import distributed
 from raft.training.batching import BatchPlan, Checkpointing, ModelShape
 
+Step = tuple[int, int, float]  # one optimizer step: real tokens, tokens in the tensors, seconds
 
-def meter_callback(
-    shape: ModelShape, plan: BatchPlan, checkpointing: Checkpointing, peak_tflops: float | None
-) -> Any:
+
+def step_meter() -> Any:
     """A TrainerCallback that counts the tokens of every training pass and times every
-    optimizer step; after training its `cost` holds the registry's cost fields."""
+    optimizer step, into its `steps`. The TRL baselines in benchmarks/ count with it too,
+    so both sides of a comparison count the same way."""
     import torch
     from transformers import TrainerCallback
 
@@ -31,12 +32,9 @@ def meter_callback(
         if accelerator.cuda():
             torch.cuda.synchronize()
 
-    class CostMeter(TrainerCallback):
-        cost: dict[str, Any] = {}
-
+    class StepMeter(TrainerCallback):
         def __init__(self) -> None:
-            # Per optimizer step: real tokens, tokens in the tensors, seconds.
-            self.steps: list[tuple[int, int, float]] = []
+            self.steps: list[Step] = []
             self.real = self.total = 0
             self.started = 0.0
             self.hook = None
@@ -70,14 +68,31 @@ def meter_callback(
         def on_train_end(self, args, state, control, **kwargs):
             if self.hook is not None:
                 self.hook.remove()
-            self.cost = summarize(
-                gather(self.steps), shape, plan, checkpointing, peak_tflops, peak_memory()
-            )
+                self.hook = None
 
-    return CostMeter()
+    return StepMeter()
 
 
-def gather(steps: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
+def meter_callback(
+    shape: ModelShape, plan: BatchPlan, checkpointing: Checkpointing, peak_tflops: float | None
+) -> Any:
+    """The step meter of a raft run: after training its `cost` holds the registry's cost
+    fields, summed over the processes of a launch."""
+    meter = step_meter()
+    meter.cost = {}
+    stop = meter.on_train_end
+
+    def on_train_end(args, state, control, **kwargs):
+        stop(args, state, control, **kwargs)
+        meter.cost = summarize(
+            gather(meter.steps), shape, plan, checkpointing, peak_tflops, peak_memory()
+        )
+
+    meter.on_train_end = on_train_end
+    return meter
+
+
+def gather(steps: list[Step]) -> list[Step]:
     """Each step's tokens summed over the processes of a launch, its time the slowest one's."""
     if not distributed.launched():
         return steps
@@ -104,7 +119,7 @@ def peak_memory() -> int:
 
 
 def summarize(
-    steps: list[tuple[int, int, float]],
+    steps: list[Step],
     shape: ModelShape,
     plan: BatchPlan,
     checkpointing: Checkpointing,
