@@ -78,8 +78,9 @@ def run(quick: bool) -> list[Result]:
 
     from raft.backends import models
     from raft.backends.embed import LocalEmbedder, _load_sentence_transformer
+    from raft.corpus import embed_corpus
     from raft.paths import Persona
-    from raft.store import WINDOW, embed_corpus
+    from raft.store import WINDOW
 
     n, repeats = (64, 1) if quick else (320, 3)
     rows = list(chunk_rows(n))

@@ -57,7 +57,7 @@ def build_items(quick: bool) -> list:
     """The held-out interview's exchanges as benchmark items, history as bench:setup
     builds it (each earlier exchange with the memories its slot showed)."""
     from raft.conversation import ConversationSpec, Exchange
-    from raft.memories import Memory
+    from raft.memory import Memory
     from raft.transcripts import load_interview
     from ratf.items import BenchItem
 
@@ -177,7 +177,8 @@ def measure_throughput(
     """Score `pairs` (chat messages, answer) with the base model in `model_folder` on the
     accelerator in its dtype (or `dtype`), after a warm-up on a few of them."""
     from raft import accelerator
-    from ratf.likelihood import AnswerScorer, LocalModel, device_label, load_base, load_tokenizer
+    from ratf.answer_scorer import AnswerScorer
+    from ratf.local_model import LocalModel, device_label, load_base, load_tokenizer
 
     local = LocalModel(str(model_folder))
     model = load_base(local, dtype)

@@ -182,9 +182,9 @@ def run(quick: bool) -> list[Result]:
 
     from raft.backends import models
     from raft.backends.embed import _load_sentence_transformer
-    from raft.config import persona_embedder
     from raft.paths import Persona
     from raft.store import LOOKS, Store
+    from raft.workspace import Workspace
 
     sizes, queries, warmup = ((500, 2_000), 30, 5) if quick else ((10_000, 100_000), 200, 20)
     rng = random.Random(SEED)
@@ -195,7 +195,7 @@ def run(quick: bool) -> list[Result]:
         persona = Persona("bench", Path(tmp) / "bench")
         persona.root.mkdir()
         filler = Store(persona, StandInEmbedder())
-        store = Store(persona, persona_embedder(persona, "local"))
+        store = Store(persona, Workspace.open(persona, embedder="local").embedder)
         model = _load_sentence_transformer(str(models.minilm_dir()))
         for size in sizes:
             # The smaller collection is every n-th row, so both span the same dates, and the

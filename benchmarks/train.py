@@ -31,7 +31,7 @@ def write_samples(persona: Path, n: int, max_length: int = MAX_LENGTH) -> None:
     """finetune/messages.jsonl: packed samples built by raft's own formatting code."""
     from raft.conversation import ConversationSpec, Exchange, render, system_prompt
     from raft.dataset import to_trl
-    from raft.memories import Memory
+    from raft.memory import Memory
 
     rng = random.Random(SEED)
     memory = Memory("essay:0", "essay", "An essay", "", "2021-01-01", "", 0.1)

@@ -7,7 +7,7 @@ import sys
 
 from raft.console import err
 from raft.conversation import Exchange
-from raft.memories import Memory
+from raft.memory import Memory
 from raft.replica import Replica
 
 

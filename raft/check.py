@@ -65,12 +65,12 @@ def file_lines(folder: Path) -> Iterator[tuple[str, str]]:
 def store_documents(persona: Persona) -> Iterator[tuple[str, str]]:
     """Every text in the persona's store, embedded or on the `RAFT_CHROMA_URL` server."""
     from raft.backends.embed import make_embedder
-    from raft.config import backend_spec
     from raft.store import Store
+    from raft.workspace import Workspace
 
     # Reading stored text embeds nothing, so the embedder goes without the call cache:
     # a check should not create cache.sqlite.
-    store = Store(persona, make_embedder(backend_spec(persona, "embedder")))
+    store = Store(persona, make_embedder(Workspace.open(persona).spec("embedder")))
     yield from ((f"store record {i}", doc) for i, doc in store.documents())
 
 

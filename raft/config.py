@@ -1,42 +1,73 @@
-"""`persona.toml` and the choice of backend for each role."""
+"""`persona.toml`: read and validated into a typed record, and written back.
+
+A leaf: what the settings mean (which backend, who the target is) is decided by the modules
+that use them (raft.backends.spec, raft.target, raft.workspace)."""
 
 from __future__ import annotations
 
-import os
 import tomllib
-from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from raft import console
-from raft.backends.cache import Cache
-from raft.backends.embed import CachedEmbedder, make_embedder
-from raft.backends.llm import CachedLLM, make_llm
-from raft.backends.spec import BackendSpec, parse_spec
-from raft.errors import RaftError
+from raft.errors import RaftError, UsageError
 from raft.files import write_text
 from raft.paths import Persona
 
-# Each role is chosen separately: flag, then environment, then persona.toml, then `local`.
-ROLES = {
-    "generator": "RAFT_GENERATOR",  # rephrase, judge and replies
-    "judge": "RAFT_JUDGE",  # the RATF judge
-    "embedder": "RAFT_EMBEDDER",
-}
+
+@dataclass(frozen=True)
+class PersonaConfig:
+    """The keys raft reads, typed; `data` is the whole table as written, unknown keys too."""
+
+    name: str | None = None
+    sources: tuple[str, ...] = ()
+    backends: dict[str, str] = field(default_factory=dict)  # role -> backend spec string
+    blocked_words: tuple[str, ...] = ()
+    scrub: bool = False
+    data: dict[str, Any] = field(default_factory=dict)
+    recorded_name: bool = False  # `name` was missing, and load_config wrote it in
 
 
-def load_config(persona: Persona) -> dict[str, Any]:
-    """The persona's settings; an absent file is an empty config."""
+def named(config: PersonaConfig) -> bool:
+    return bool(config.name and config.name.strip())
+
+
+def load_config(persona: Persona, name_if_missing: str | None = None) -> PersonaConfig:
+    """The persona's settings; an absent file is an empty config. With `name_if_missing`, a
+    file without `name` gets that name written in, the rest kept as written: how a stage
+    records the author it found in the transcripts."""
+    config = _read(persona)
+    if not name_if_missing or named(config):
+        return config
+    data = {"name": name_if_missing} | config.data
+    config = replace(config, name=name_if_missing, data=data, recorded_name=True)
+    _prepend_name(persona, name_if_missing)
+    return config
+
+
+def _read(persona: Persona) -> PersonaConfig:
     if not persona.config.is_file():
-        return {}
+        return PersonaConfig()
     try:
-        config = tomllib.loads(persona.config.read_text(encoding="utf-8"))
+        data = tomllib.loads(persona.config.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise RaftError(f"{persona.config}: not valid TOML ({exc})") from None
-    problem = _config_problem(config)
+    problem = _config_problem(data)
     if problem:
         raise RaftError(f"{persona.config}: {problem}")
-    return config
+    words = data.get("blocked_words", [])
+    if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+        raise UsageError(
+            f"{persona.config}: `blocked_words` must be a list of strings, "
+            'e.g. blocked_words = ["Jo Park", "Elm Street"]'
+        )
+    return PersonaConfig(
+        name=data.get("name"),
+        sources=tuple(data.get("sources", [])),
+        backends=dict(data.get("backends", {})),
+        blocked_words=tuple(words),
+        scrub=data.get("scrub") is True,
+        data=data,
+    )
 
 
 def _config_problem(config: dict[str, Any]) -> str | None:
@@ -52,100 +83,22 @@ def _config_problem(config: dict[str, Any]) -> str | None:
     return None
 
 
-def save_config(persona: Persona, config: dict[str, Any]) -> None:
+def save_config(persona: Persona, data: dict[str, Any]) -> None:
     import tomli_w
 
-    write_text(persona.config, tomli_w.dumps(config))
+    write_text(persona.config, tomli_w.dumps(data))
 
 
 def update_config(persona: Persona, **values: Any) -> None:
     """Set these keys in persona.toml; the file is written only when one of them changes."""
-    config = load_config(persona)
-    if any(config.get(key) != value for key, value in values.items()):
-        save_config(persona, config | values)
+    data = load_config(persona).data
+    if any(data.get(key) != value for key, value in values.items()):
+        save_config(persona, data | values)
 
 
-@dataclass(frozen=True)
-class Target:
-    """Who the replica is, and where that was read."""
+def _prepend_name(persona: Persona, name: str) -> None:
+    import tomli_w
 
-    name: str
-    source: str  # "persona.toml", "transcripts" or "folder"
-
-    @property
-    def prompt_name(self) -> str:
-        """The name prompts give the author: a folder slug is no person's name."""
-        return self.name if self.source != "folder" else "the author"
-
-
-def transcript_names(persona: Persona) -> Counter[str]:
-    """How many training transcripts give each name as `participants.a`."""
-    from raft.transcripts import load_interviews
-
-    return Counter(i.target for i in load_interviews(persona.transcripts))
-
-
-def target(persona: Persona, warn: bool = True) -> Target:
-    """One rule everywhere: `name` in persona.toml, else the name the training transcripts
-    give the author (the most common one), else the folder name, with a warning."""
-    name = load_config(persona).get("name")
-    if isinstance(name, str) and name.strip():
-        return Target(name.strip(), "persona.toml")
-    names = transcript_names(persona)
-    if names:
-        return Target(names.most_common(1)[0][0], "transcripts")
-    if warn:
-        console.warn(
-            f"{persona.config} has no `name` and no training transcript names the author: "
-            f"showing {persona.name!r}, and prompts call the author 'the author'"
-        )
-    return Target(persona.name, "folder")
-
-
-def display_name(persona: Persona) -> str:
-    """The target's name for people: reports, tables, titles."""
-    return target(persona, warn=False).name
-
-
-def record_target(persona: Persona) -> Target:
-    """Write the target's name into persona.toml when it has none (the rest of the file is
-    kept as written), and report transcripts that name the author otherwise."""
-    found = target(persona, warn=False)
-    if found.source == "transcripts":
-        text = persona.config.read_text(encoding="utf-8") if persona.config.is_file() else ""
-        import tomli_w
-
-        # Top-level keys must precede any table, so the name goes first.
-        write_text(persona.config, tomli_w.dumps({"name": found.name}) + text)
-        console.warn(f"recorded the author's name {found.name!r} in {persona.config}")
-    others = {n: c for n, c in transcript_names(persona).items() if n != found.name}
-    for name, count in sorted(others.items()):
-        console.warn(
-            f"{count} training transcript(s) name the author {name!r}; prompts use "
-            f"{found.name!r} (set `name` in {persona.config} to choose)"
-        )
-    return found
-
-
-def backend_spec(persona: Persona, role: str, override: str | None = None) -> BackendSpec:
-    chosen = (
-        override
-        or os.environ.get(ROLES[role])
-        or load_config(persona).get("backends", {}).get(role)
-        or "local"
-    )
-    return parse_spec(chosen)
-
-
-def open_cache(persona: Persona) -> Cache:
-    return Cache(persona.cache)
-
-
-def persona_llm(
-    persona: Persona, role: str = "generator", override: str | None = None
-) -> CachedLLM:
-    return make_llm(backend_spec(persona, role, override), open_cache(persona))
-
-
-def persona_embedder(persona: Persona, override: str | None = None) -> CachedEmbedder:
-    return make_embedder(backend_spec(persona, "embedder", override), open_cache(persona))
+    text = persona.config.read_text(encoding="utf-8") if persona.config.is_file() else ""
+    # Top-level keys must precede any table, so the name goes first.
+    write_text(persona.config, tomli_w.dumps({"name": name}) + text)

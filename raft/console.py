@@ -1,4 +1,5 @@
-"""What the CLIs share: a stderr console, progress bars, and errors as one line."""
+"""What the CLIs share: a stderr console, progress bars, errors as one line, and the persona
+argument and --threads option that every command of `raft` and `ratf` may take."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from raft import distributed
 from raft.errors import RaftError
 from raft.paths import Persona
-from raft.training import distributed
+from raft.threads import ENV as THREADS_ENV
+from raft.threads import parse_threads, use_threads
 
 # Results go to stdout; progress, memories and messages to stderr, so output pipes cleanly.
 err = Console(stderr=True)
@@ -70,6 +73,20 @@ def _to_persona(ctx: click.Context, param: click.Parameter, value: str) -> Perso
 
 
 persona_argument = click.argument("persona", metavar="NAME", callback=_to_persona)
+
+
+def _use_threads(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    use_threads(parse_threads(value, "--threads") if value is not None else None)
+
+
+threads_option = click.option(
+    "--threads",
+    metavar="N",
+    callback=_use_threads,
+    expose_value=False,
+    help=f"CPU threads for local models, llama.cpp and torch [{THREADS_ENV}, else llama.cpp: "
+    "the cores other processes leave free, measured; torch: all].",
+)
 
 
 def run(group: click.Group, prog: str, argv: list[str] | None = None) -> int:

@@ -17,14 +17,12 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from raft.memory import Memory
 from raft.paths import Persona
 from raft.prompts import prompt_hashes
 from raft.prompts import render as render_template
-
-if TYPE_CHECKING:
-    from raft.memories import Memory
 
 Message = dict[str, Any]
 TIKTOKEN = "cl100k_base"

@@ -19,6 +19,7 @@ from queue import SimpleQueue
 from typing import TYPE_CHECKING, TextIO, TypeVar
 from urllib.parse import urlsplit
 
+from raft.backends.embed import Embedder
 from raft.config import load_config, update_config
 from raft.console import Tally
 from raft.errors import RaftError, UsageError
@@ -32,6 +33,9 @@ from raft.sources.http import Fetcher, FetchError
 from raft.sources.local import local_documents
 from raft.sources.pages import extract_article, find_feed_link
 from raft.sources.substack import archive_page, substack_documents
+from raft.store import ProgressFn, Store, SyncStats, require_chunks
+from raft.transcripts import sync_interviews
+from raft.workspace import Workspace
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -152,7 +156,7 @@ class CorpusFile:
 
 def default_sources(persona: Persona) -> list[str]:
     """Sources recorded in persona.toml, else the persona's Substack."""
-    return list(load_config(persona).get("sources") or [f"https://{persona.name}.substack.com"])
+    return list(load_config(persona).sources or [f"https://{persona.name}.substack.com"])
 
 
 def _local_path(persona: Persona, source: str) -> Path | None:
@@ -166,7 +170,7 @@ def _local_path(persona: Persona, source: str) -> Path | None:
 
 
 def _record_sources(persona: Persona, sources: Iterable[str]) -> None:
-    recorded = list(load_config(persona).get("sources") or [])
+    recorded = list(load_config(persona).sources or [])
     added = [source for source in dict.fromkeys(sources) if source not in recorded]
     if added:
         update_config(persona, sources=recorded + added)
@@ -391,3 +395,20 @@ def nothing_fetched(summary: FetchSummary) -> RaftError:
     where = f"{summary.sources[0]}: " if len(summary.sources) == 1 else ""
     error = RaftError if summary.web_failed or not summary.failures else UsageError
     return error(f"{where}nothing fetched; the corpus is unchanged")
+
+
+def embed_corpus(
+    persona: Persona,
+    embedder_spec: str | None = None,
+    rebuild: bool = False,
+    progress: ProgressFn | None = None,
+    embedder: Embedder | None = None,
+) -> SyncStats:
+    """`raft embed`: sync chunks.jsonl into the collection; `embedder` overrides the spec."""
+    require_chunks(persona)
+    if embedder is None:
+        embedder = Workspace.open(persona, embedder=embedder_spec).embedder
+    store = Store(persona, embedder)
+    stats = store.sync(read_jsonl(persona.chunks), progress, rebuild=rebuild)
+    sync_interviews(persona, store)
+    return stats

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from raft.conversation import Message, count_message_tokens
-from raft.memories import Memory
+from raft.memory import Memory
 
 ROLES = {"system", "user", "assistant"}
 

@@ -14,10 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from raft.backends.embed import make_embedder
-from raft.backends.llm import CachedLLM, make_llm
+from raft.backends.llm import CachedLLM
 from raft.concurrency import bounded_map
-from raft.config import backend_spec, open_cache, record_target
 from raft.console import Tally
 from raft.conversation import (
     DEFAULT_MEMORY_STYLE,
@@ -39,11 +37,11 @@ from raft.errors import RaftError, UsageError
 from raft.files import read_jsonl, write_json, write_jsonl, write_text
 from raft.memories import Recall
 from raft.memory_quality import sample_quality
-from raft.paths import Persona
 from raft.review import apply_review, load_review
-from raft.store import Store, require_store
+from raft.store import require_store
 from raft.synthetic import BackTranslator, SyntheticSettings, speech_answer
 from raft.transcripts import Interview, interview_memory_rows, training_interviews
+from raft.workspace import Workspace
 
 SYNTHETIC_INTERVIEWER = "an interviewer"
 
@@ -182,24 +180,15 @@ def render_interviews(samples: list[Sample], spec: ConversationSpec) -> None:
         render_interview(sorted(group, key=lambda s: s.index), spec)
 
 
-def open_spec(
-    persona: Persona,
-    settings: GenSettings,
-    generator: str | None,
-    embedder: str | None,
-) -> tuple[ConversationSpec, CachedLLM, Store]:
-    """The conversation spec this run makes data with, its generator and its store."""
-    gen_spec = backend_spec(persona, "generator", generator)
-    emb_spec = backend_spec(persona, "embedder", embedder)
-    store = Store(persona, make_embedder(emb_spec, open_cache(persona)))
-    require_store(persona, store)
-    llm = make_llm(gen_spec, open_cache(persona))
+def open_spec(ws: Workspace, settings: GenSettings) -> ConversationSpec:
+    """The conversation spec this run makes data with."""
+    require_store(ws.persona, ws.store)
     spec = ConversationSpec(
-        target=record_target(persona).prompt_name,
-        generator=str(gen_spec),
-        generator_id=llm.model_id,
-        embedder=str(emb_spec),
-        embedder_id=store.embedder.model_id,
+        target=ws.target().prompt_name,
+        generator=str(ws.spec("generator")),
+        generator_id=ws.llm().model_id,
+        embedder=str(ws.spec("embedder")),
+        embedder_id=ws.embedder.model_id,
         k=settings.k,
         context=settings.context,
         memory_style=settings.memory_style,
@@ -209,24 +198,22 @@ def open_spec(
         skip_below=settings.skip_below,
         history_block=settings.history_block,
     )
-    return spec, llm, store
+    return spec
 
 
 def generate(
-    persona: Persona,
-    settings: GenSettings,
-    generator: str | None = None,
-    embedder: str | None = None,
-    progress: Any = None,
+    ws: Workspace, settings: GenSettings, progress: Any = None
 ) -> tuple[list[Sample], dict[str, Any], CachedLLM]:
     """Samples for every exchange, how they were made, and the LLM that made them."""
+    persona = ws.persona
     interviews = training_interviews(persona)
     if not interviews:
         raise UsageError(
             f"no training interviews in {persona.transcripts}: add one with "
             f"`raft transcript:add {persona.name} FILE`"
         )
-    spec, llm, store = open_spec(persona, settings, generator, embedder)
+    spec = open_spec(ws, settings)
+    llm, store = ws.llm(), ws.store
     # Earlier interviews are past output too; dated, so only later interviews retrieve them.
     store.sync(interview_memory_rows(interviews), kind="interview")
     llm.ledger = {}  # every request behind the samples, for `raft check`
@@ -334,11 +321,9 @@ def statistics(
 
 
 def run_ft_gen(
-    persona: Persona,
+    ws: Workspace,
     settings: GenSettings,
     only: str | None = None,
-    generator: str | None = None,
-    embedder: str | None = None,
     progress: Any = None,
 ) -> tuple[dict[str, Any], int]:
     """`raft ft:gen`: `only="oai"` rebuilds formats from raft.jsonl; `only="generic"` skips them.
@@ -346,6 +331,7 @@ def run_ft_gen(
     Writes the RAFT dataset into finetune/, or with memory style "none" the plain one into
     finetune/plain/. The folder's review marks (raft.review) apply to the format files and the
     stats, never to raft.jsonl: they are an overlay on the samples as made."""
+    persona = ws.persona
     dataset = "plain" if settings.memory_style == NO_MEMORIES else "raft"
     folder = persona.dataset(dataset)
     generic = folder / "raft.jsonl"
@@ -359,7 +345,7 @@ def run_ft_gen(
         made, calls = (samples[0].made if samples else {}), 0
         cost = _previous_cost(folder)  # the samples are those that cost was spent on
     else:
-        samples, made, llm = generate(persona, settings, generator, embedder, progress)
+        samples, made, llm = generate(ws, settings, progress)
         calls = llm.calls
         write_jsonl(generic, [s.to_row() for s in samples])
         record_calls(folder, llm)

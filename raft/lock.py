@@ -24,10 +24,10 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, NoReturn
 
+from raft import distributed
 from raft.backends.spec import redact
 from raft.errors import RaftError
 from raft.paths import Persona
-from raft.training import distributed
 
 LOCK_FILE = ".lock"
 EXCLUSIVE, SHARED = "exclusive", "shared"
@@ -290,7 +290,7 @@ def _locked(
     def run(*args: Any, persona: Persona, **kwargs: Any) -> Any:
         if launchable and not distributed.is_main():
             # Under `accelerate launch` every process runs the command and the main one
-            # alone writes (raft.training.distributed): it holds the lock for all of them.
+            # alone writes (raft.distributed): it holds the lock for all of them.
             return callback(*args, persona=persona, **kwargs)
         with persona_lock(persona, shared=shared, command=command_line(), create=create):
             return callback(*args, persona=persona, **kwargs)

@@ -11,7 +11,6 @@ as them, and text far from its passage are dropped with a reason, at no judge ca
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, fields
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -19,8 +18,9 @@ from raft.backends.llm import CachedLLM, StructuredOutputError, complete_json, p
 from raft.concurrency import bounded_map
 from raft.conversation import ConversationSpec
 from raft.extractive import extract, sentences
+from raft.memory import Memory
 from raft.prompts import quote, render, template
-from raft.store import Hit, Store
+from raft.store import Store
 from raft.transcripts import INTERVIEW_ANSWER
 
 if TYPE_CHECKING:
@@ -80,40 +80,6 @@ def batch_verdicts(text: str, schema: dict[str, Any]) -> dict[int, dict[str, Any
             continue
         found.setdefault(verdict["id"], verdict)
     return found
-
-
-@dataclass
-class Memory:
-    chunk_id: str
-    doc_id: str
-    title: str
-    link: str
-    date: str
-    text: str
-    distance: float
-    kind: str = "chunk"
-    rephrased: str = ""
-    useful: bool | None = None  # pass 1: judged from the question alone
-    useful_reason: str = ""
-    consistent: bool | None = None  # pass 2: judged against the real answer (training only)
-    consistent_reason: str = ""
-    error: str = ""  # why a step produced nothing usable
-    gate: str = ""  # why the cheap gate dropped the rephrasing before any judge (GATES)
-    alone: bool = False  # judged on its own: its verdict in a batch was missing or malformed
-
-    @classmethod
-    def from_hit(cls, hit: Hit) -> Memory:
-        return cls(
-            hit.id, hit.doc_id, hit.title, hit.link, hit.date, hit.text, hit.distance, hit.kind
-        )
-
-    def row(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> Memory:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in row.items() if k in names})
 
 
 _PREAMBLE = re.compile(r"^(sure|okay|ok|here is|here's|certainly)\b[^\n:]*:\s*", re.I)

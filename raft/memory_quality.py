@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from raft.memories import GATES, Memory
+from raft.memories import GATES
+from raft.memory import Memory
 
 if TYPE_CHECKING:
     from raft.dataset import Sample

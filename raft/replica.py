@@ -18,7 +18,6 @@ from raft.backends.embed import make_embedder
 from raft.backends.llm import CachedLLM, LlamaCppLLM, OpenAILLM, make_llm
 from raft.backends.models import smollm2_gguf
 from raft.backends.spec import parse_spec, redact
-from raft.config import backend_spec, open_cache, target
 from raft.console import warn
 from raft.conversation import (
     NO_MEMORIES,
@@ -32,11 +31,13 @@ from raft.conversation import (
     training_spec,
 )
 from raft.errors import UsageError
-from raft.memories import Memory, Recall
+from raft.memories import Recall
+from raft.memory import Memory
 from raft.paths import Persona
 from raft.prompts import prompt_hashes
 from raft.store import Store, require_store
 from raft.training.registry import SUCCEEDED, ModelRecord, load_records
+from raft.workspace import Workspace
 
 OPENAI_API = "https://api.openai.com"
 
@@ -113,23 +114,23 @@ class Replica:
         )
 
 
-def persona_spec(persona: Persona) -> ConversationSpec:
+def persona_spec(ws: Workspace) -> ConversationSpec:
     """The spec of the current training data, else the persona's defaults."""
-    spec = training_spec(persona)
+    spec = training_spec(ws.persona)
     if spec is not None:
         return spec
     return ConversationSpec(
-        target=target(persona).prompt_name,
-        generator=str(backend_spec(persona, "generator")),
-        embedder=str(backend_spec(persona, "embedder")),
+        target=ws.target().prompt_name,
+        generator=str(ws.spec("generator")),
+        embedder=str(ws.spec("embedder")),
     )
 
 
-def model_spec(persona: Persona, record: ModelRecord | None) -> ConversationSpec:
+def model_spec(ws: Workspace, record: ModelRecord | None) -> ConversationSpec:
     """The spec a model was trained with; a base model follows the current training data."""
     if record is not None and record.spec:
         return ConversationSpec.from_row(record.spec)
-    return persona_spec(persona)
+    return persona_spec(ws)
 
 
 def model_budgets(persona: Persona, spec: ConversationSpec, record: ModelRecord | None):
@@ -141,9 +142,9 @@ def model_budgets(persona: Persona, spec: ConversationSpec, record: ModelRecord 
     return budgets
 
 
-def record_model(persona: Persona, record: ModelRecord) -> CachedLLM:
+def record_model(ws: Workspace, record: ModelRecord) -> CachedLLM:
     """The chat model a registry record names."""
-    cache = open_cache(persona)
+    persona, cache = ws.persona, ws.cache
     if record.status != SUCCEEDED:
         raise UsageError(f"model {record.id} is {record.status}, not usable")
     if record.venue == "openai":
@@ -166,31 +167,30 @@ def record_model(persona: Persona, record: ModelRecord) -> CachedLLM:
     return CachedLLM(LlamaCppLLM(smollm2_gguf(), lora_path=adapter), cache)
 
 
-def choose_model(persona: Persona, choice: str | None) -> tuple[CachedLLM, str, ModelRecord | None]:
+def choose_model(ws: Workspace, choice: str | None) -> tuple[CachedLLM, str, ModelRecord | None]:
     """A registry id or backend spec; by default the newest trained model, else the base.
     Returns the model, its label, and its registry record when it has one."""
-    records = load_records(persona)
+    records = load_records(ws.persona)
     if choice:
         for record in records:
             if record.id == choice:
-                return record_model(persona, record), record.id, record
+                return record_model(ws, record), record.id, record
         if ":" not in choice and choice != "local":
             known = ", ".join(r.id for r in records) or "none yet"
             raise UsageError(f"no model {choice!r} in the registry (known: {known})")
-        return make_llm(choice, open_cache(persona)), choice, None
+        return make_llm(choice, ws.cache), choice, None
     done = [r for r in records if r.status == SUCCEEDED]
     if done:
-        return record_model(persona, done[-1]), done[-1].id, done[-1]
-    base = make_llm(backend_spec(persona, "generator"), open_cache(persona))
-    return base, "base model (no trained model yet)", None
+        return record_model(ws, done[-1]), done[-1].id, done[-1]
+    return ws.llm(), "base model (no trained model yet)", None
 
 
 def open_recall(
-    persona: Persona, spec: ConversationSpec, generator: str | None = None, hint: str = ""
+    ws: Workspace, spec: ConversationSpec, generator: str | None = None, hint: str = ""
 ) -> Recall:
     """Recall as the spec says: its store, embedder, generator, `k` and context. A
     `generator` that differs from the spec's gets one warning line naming both."""
-    cache = open_cache(persona)
+    persona, cache = ws.persona, ws.cache
     store = Store(persona, make_embedder(spec.embedder, cache))
     require_store(persona, store, hint)
     chosen = str(parse_spec(generator)) if generator else spec.generator
@@ -220,13 +220,14 @@ def open_replica(
     persona: Persona, model: str | None, settings: ReplicaSettings, generator: str | None = None
 ) -> Replica:
     """The persona's replica: the chosen model, built from the spec it was trained with."""
-    llm, label, record = choose_model(persona, model)
-    spec = model_spec(persona, record)
+    ws = Workspace.open(persona)
+    llm, label, record = choose_model(ws, model)
+    spec = model_spec(ws, record)
     if settings.memories and spec.memory_style == NO_MEMORIES:
         warn(f"{label} was trained without memories (the plain dataset): it answers without")
         settings = replace(settings, memories=False)
     hint = " (or talk without memories: --no-memories)"
-    recall = open_recall(persona, spec, generator, hint) if settings.memories else None
+    recall = open_recall(ws, spec, generator, hint) if settings.memories else None
     budgets = model_budgets(persona, spec, record)
     return Replica(spec, llm, recall, conversation_date(settings), budgets, label)
 
@@ -303,4 +304,4 @@ class Replicas:
             return self._open[name]
 
     def base_spec(self) -> str:
-        return str(backend_spec(self.persona, "generator", self.generator))
+        return str(Workspace.open(self.persona, generator=self.generator).spec("generator"))

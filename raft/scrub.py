@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import NamedTuple
 
-from raft.errors import UsageError
+from raft.config import load_config
 from raft.paths import Persona
 
 PLACEHOLDERS = {"email": "[email]", "phone": "[phone]", "token": "[token]", "blocked": "[blocked]"}
@@ -288,15 +288,7 @@ class Scrubber:
 
 def blocked_words(persona: Persona) -> tuple[str, ...]:
     """`blocked_words = [...]` from persona.toml; anything but a list of strings is refused."""
-    from raft.config import load_config
-
-    words = load_config(persona).get("blocked_words", [])
-    if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
-        raise UsageError(
-            f"{persona.config}: `blocked_words` must be a list of strings, "
-            'e.g. blocked_words = ["Jo Park", "Elm Street"]'
-        )
-    return tuple(words)
+    return load_config(persona).blocked_words
 
 
 def scrubber_for(persona: Persona) -> Scrubber:
@@ -308,9 +300,7 @@ def chosen_scrubber(persona: Persona, asked: bool) -> Scrubber | None:
     """The scrubber for what comes into the persona: with `--scrub`, or when persona.toml
     records `scrub = true`, as a fetch or import with `--scrub` does once it has written
     something, so a refresh without the flag never lets personal data in."""
-    from raft.config import load_config
-
-    return scrubber_for(persona) if asked or load_config(persona).get("scrub") is True else None
+    return scrubber_for(persona) if asked or load_config(persona).scrub else None
 
 
 def describe_counts(counts: Counter[str]) -> str:

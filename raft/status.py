@@ -9,10 +9,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from raft.config import ROLES, backend_spec, display_name, open_cache
+from raft.backends.spec import ROLES
 from raft.files import count_lines
 from raft.paths import Persona
 from raft.training.registry import SUCCEEDED, load_records
+from raft.workspace import Workspace
 
 
 def _describe(path: Path) -> str:
@@ -73,7 +74,8 @@ def quality_rows(quality: dict[str, Any] | None) -> list[tuple[str, str]]:
 
 def print_status(persona: Persona) -> None:
     out = Console()
-    table = Table(title=f"{display_name(persona)} ({persona.root})")
+    ws = Workspace.open(persona)
+    table = Table(title=f"{ws.display_name} ({persona.root})")
     table.add_column("what")
     table.add_column("state")
     for label, path in [
@@ -107,8 +109,8 @@ def print_status(persona: Persona) -> None:
         newest = f", newest {done[-1].id} ({done[-1].venue})" if done else ""
         table.add_row("models", f"{len(records)} runs, {len(done)} succeeded{newest}")
     for role in ROLES:
-        table.add_row(f"{role} backend", str(backend_spec(persona, role)))
+        table.add_row(f"{role} backend", str(ws.spec(role)))
     if persona.cache.exists():
-        cache = open_cache(persona)
+        cache = ws.cache
         table.add_row("cache", f"{cache.count('chat')} chat, {cache.count('embed')} embeddings")
     out.print(table)

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from raft.errors import RaftError, UsageError
-from raft.files import read_jsonl
 from raft.paths import Persona
 
 if TYPE_CHECKING:
@@ -457,24 +456,3 @@ def require_store(persona: Persona, store: Store, hint: str = "") -> None:
         raise UsageError(
             f"the store of {persona.name!r} is empty: run `raft embed {persona.name}` first{hint}"
         )
-
-
-def embed_corpus(
-    persona: Persona,
-    embedder_spec: str | None = None,
-    rebuild: bool = False,
-    progress: ProgressFn | None = None,
-    embedder: Embedder | None = None,
-) -> SyncStats:
-    """`raft embed`: sync chunks.jsonl into the collection; `embedder` overrides the spec."""
-    require_chunks(persona)
-    if embedder is None:
-        from raft.config import persona_embedder
-
-        embedder = persona_embedder(persona, embedder_spec)
-    store = Store(persona, embedder)
-    stats = store.sync(read_jsonl(persona.chunks), progress, rebuild=rebuild)
-    from raft.transcripts import sync_interviews
-
-    sync_interviews(persona, store)
-    return stats

@@ -21,8 +21,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
-
 from raft.errors import UsageError
 
 ENV = "RAFT_THREADS"
@@ -193,17 +191,3 @@ def use_threads(count: int | None = None) -> int | None:
     else:  # read by torch's OpenMP runtime when it loads, and by processes started from here
         os.environ["OMP_NUM_THREADS"] = str(torch_threads)
     return torch_threads
-
-
-def _use_option(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
-    use_threads(parse_threads(value, "--threads") if value is not None else None)
-
-
-threads_option = click.option(
-    "--threads",
-    metavar="N",
-    callback=_use_option,
-    expose_value=False,
-    help=f"CPU threads for local models, llama.cpp and torch [{ENV}, else llama.cpp: the "
-    "cores other processes leave free, measured; torch: all].",
-)

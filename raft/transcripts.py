@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from raft.console import warn
 from raft.dates import is_iso_date
 from raft.errors import RaftError, UsageError
 from raft.files import write_json
 from raft.paths import Persona
-
-if TYPE_CHECKING:
-    from raft.interviews.read import ImportedInterview
 
 MAX_TEXT_CHARS = 200_000  # one question or answer; larger is a broken file, not an interview
 INTERVIEW_ANSWER = "you answered: "  # in an interview memory, where the author's words begin
@@ -217,28 +214,62 @@ def interview_memory_rows(interviews: list[Interview]) -> list[dict]:
     return rows
 
 
-def add_transcript(
-    persona: Persona,
-    source: str | Path,
-    *,
-    interviewer: str | None = None,
-    when: str | None = None,
-    url: str = "",
-    target: str | None = None,
-    benchmark: bool = False,
-    fmt: str | None = None,
-) -> Path:
-    """Import an interview from a file or URL (raft.interviews.read); never overwrites."""
-    from raft.interviews.read import read_interview
+@dataclass(frozen=True)
+class ImportedInterview:
+    """An interview read from its source, in the transcript format plus how it was made."""
 
-    if target is None:
-        from raft.config import display_name
+    interviewer: str
+    target: str
+    date: str
+    url: str
+    exchanges: list[list[str]]
+    stem: str  # base of the file name it is written under
+    speakers: list[tuple[str, str, int]]  # (name, "q" | "a", words said), in order of appearance
+    made: dict = field(default_factory=dict)  # source, format, labeller, scrubbed counts
+    sources: list[list[str]] | None = None  # per exchange, when a transcript JSON has them
+    source: str = ""  # SOURCE as given (a path or a URL), for messages
+    left_out: dict[str, int] | None = None  # a page's words not imported, by why (page.py)
 
-        target = display_name(persona)
-    interview = read_interview(
-        str(source), target=target, fmt=fmt, interviewer=interviewer, when=when, url=url
-    )
-    return save_transcript(persona, interview, benchmark)
+    def transcript(self) -> dict:
+        """The JSON written to transcripts/ or benchmark/."""
+        data = {
+            "participants": {"q": self.interviewer, "a": self.target},
+            "date": self.date,
+            "url": self.url,
+            "exchanges": self.exchanges,
+        }
+        if self.sources:
+            data["sources"] = self.sources
+        if self.made:
+            data["imported"] = self.made
+        return data
+
+    def words(self) -> tuple[int, int]:
+        """Words of the questions and of the answers."""
+        return tuple(sum(len(pair[side].split()) for pair in self.exchanges) for side in (0, 1))
+
+    def rewritten(self, change: Callable[[str], str]) -> ImportedInterview:
+        """Every question and answer, the speakers' names, the url, the source's name and the
+        file name's base passed through `change` (e.g. a privacy scrub): the names reach the
+        system prompt of every sample, the url and the base each sample's record."""
+        made = self.made | ({"from": change(self.made["from"])} if "from" in self.made else {})
+        # Each name once: the interviewer is also among the speakers, and a scrub counts.
+        people = [self.interviewer, self.target, *(name for name, _, _ in self.speakers)]
+        names = {name: change(name) for name in dict.fromkeys(people)}
+        return replace(
+            self,
+            interviewer=names[self.interviewer],
+            target=names[self.target],
+            url=change(self.url),
+            exchanges=[[change(q), change(a)] for q, a in self.exchanges],
+            stem=change(self.stem),
+            speakers=[(names[name], side, said) for name, side, said in self.speakers],
+            made=made,
+        )
+
+    def noted(self, **made) -> ImportedInterview:
+        """With more of how it was made recorded in the file (under "imported")."""
+        return replace(self, made={**self.made, **made})
 
 
 def transcript_path(

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import click
 
-from raft.console import persona_argument, progress_bar, run
+from raft.console import persona_argument, progress_bar, run, threads_option
 from raft.errors import UsageError
 from raft.lock import hold_persona_locks
 from raft.paths import Persona
-from raft.threads import threads_option
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -97,9 +96,9 @@ def score(
     """
     from raft.files import write_json, write_jsonl
     from ratf.items import load_items
-    from ratf.report import print_table
     from ratf.runner import latest_run, new_run_folder, read_replies
     from ratf.scoring import read_predictions, score_replies
+    from ratf.terminal import print_table
 
     persona.require()
     if predictions and run_id:
@@ -137,8 +136,10 @@ def report(persona: Persona, run_id: str | None) -> None:
     Human blind-test judgements are read afresh, with those made since `ratf score`.
     Example: ratf report sample
     """
-    from ratf.report import current_summary, print_table, write_report
+    from ratf.report import write_report
     from ratf.runner import latest_run
+    from ratf.summary import current_summary
+    from ratf.terminal import print_table
 
     folder = latest_run(persona.require(), run_id, marker="summary.json")
     summary = current_summary(folder)

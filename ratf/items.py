@@ -26,10 +26,11 @@ from raft.conversation import (
 )
 from raft.errors import RaftError, UsageError
 from raft.files import read_jsonl, write_jsonl
-from raft.memories import Memory
+from raft.memory import Memory
 from raft.paths import Persona
 from raft.replica import Replica, ReplicaSettings, open_recall, persona_spec
 from raft.transcripts import Interview, load_interviews, training_interviews
+from raft.workspace import Workspace
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -183,8 +184,9 @@ def build_items(
             f"`raft transcript:add {persona.name} FILE --benchmark`"
         )
     check_no_leak(persona)
-    spec = persona_spec(persona)
-    recall = open_recall(persona, spec, generator)
+    ws = Workspace.open(persona)
+    spec = persona_spec(ws)
+    recall = open_recall(ws, spec, generator)
     replica = Replica(spec, None, recall, ReplicaSettings(), [spec.budget], "bench:setup")
     total = sum(len(i.exchanges) for i in benchmark)
     tally = Tally(progress, "bench:setup items", total)

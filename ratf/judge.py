@@ -13,11 +13,11 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from raft.backends.llm import StructuredOutputError, complete_json
-from raft.config import persona_llm
 from raft.console import Tally
 from raft.memories import REASON
 from raft.paths import Persona
 from raft.prompts import prompt_hashes, quote, render
+from raft.workspace import Workspace
 from ratf.items import BenchItem
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ def judge_run(
     """Pairwise win rates against the baseline and the discrimination rate, with intervals."""
     from ratf.stats import bootstrap_mean
 
-    llm = persona_llm(persona, "judge", spec)
+    llm = Workspace.open(persona, judge=spec).llm("judge")
     others = [name for name in replies if name != baseline]
     tally = Tally(progress, "judge", len(items) * (len(others) * 2 + 1))
     wins: dict[str, list[float]] = {name: [] for name in others}

@@ -18,18 +18,19 @@ replica: on SmolLM2, bf16 moves an answer's bits/byte by under 0.005 against flo
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from raft.console import Tally
-from raft.conversation import Budget, Message
+from raft.conversation import Budget
 from raft.errors import UsageError
 from raft.paths import Persona
 from raft.training.registry import SUCCEEDED, ModelRecord, load_records
+from ratf.answer_scorer import AnswerScorer, Likelihood
 from ratf.items import BenchItem
+from ratf.local_model import LocalModel, device_label, load_base, load_tokenizer
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -41,23 +42,6 @@ DESCRIPTION = (
     "was sent (lower is closer)"
 )
 METRICS = ("bits_per_byte", "bits_per_byte_shuffled", "nats_per_token")
-
-
-@dataclass(frozen=True)
-class Likelihood:
-    """The negative log-likelihood of one answer after one prompt."""
-
-    nats: float  # summed over the answer's tokens
-    tokens: int
-    n_bytes: int  # of the answer in UTF-8
-
-    @property
-    def bits_per_byte(self) -> float:
-        return self.nats / self.n_bytes / math.log(2)
-
-    @property
-    def nats_per_token(self) -> float:
-        return self.nats / self.tokens
 
 
 @dataclass(frozen=True)
@@ -76,21 +60,6 @@ class SystemLikelihood:
     reason: str = ""  # why it was not scored; empty when it was
     device: str = ""  # where it was scored, e.g. "cuda (NVIDIA H100 80GB HBM3)"
     dtype: str = ""  # the weights' dtype it was scored in, e.g. "bfloat16"
-
-
-@dataclass(frozen=True)
-class LocalModel:
-    """A model as transformers loads it: a checkpoint folder (or a GGUF file in one) and
-    an optional peft adapter, whose tokenizer is saved beside it."""
-
-    base: str
-    gguf_file: str = ""
-    adapter: str = ""
-
-    @property
-    def name(self) -> str:
-        base = str(Path(self.base) / self.gguf_file) if self.gguf_file else self.base
-        return f"{base} + {self.adapter}" if self.adapter else base
 
 
 @dataclass(frozen=True)
@@ -161,356 +130,7 @@ def plan_replica(
     return ReplicaModel(label, bool(row["memories"]), model, budgets)
 
 
-# -- Scoring on one model ---------------------------------------------------------------
-
-# Positions each row runs per forward pass, and tokens per forward pass (rows × chunk), unless
-# told otherwise. On a GPU, enough that a ~1B model's matrix products keep it busy; on a CPU,
-# what measured fastest with SmolLM2 (one row at a time).
-CHUNK = {"cuda": 4096, "cpu": 512}
-BATCH_TOKENS = {"cuda": 16384, "cpu": 512}
-# A row's longest (its KV cache and its mask grow with it); one longer pair gets its own row.
-ROW_LIMIT = 32768
-# What running one token costs, in positions attended to under a mask: its matrix products
-# are ~6 x hidden_size times one attention pair (12·d²·layers against 2·d·layers FLOPs), and
-# masked attention runs well below the matrix products' speed, so a ~1B model's share is taken
-# at about 2048.
-EXCHANGE = 2048
-LOGSUMEXP_ROWS = 2048  # logits turned to float32 this many at a time, to bound memory
-
-
-@dataclass
-class Row:
-    """(prompt, answer) sequences packed as a prefix tree in one row of a batch: a prefix
-    that sequences share is put in once, and each token attends only to the tokens on its
-    own path from the root (itself included), at its depth as its position. Consecutive
-    benchmark items of an interview share everything up to the newest exchange, and an
-    item's real and shuffled answers share its whole prompt, so each shared token is run
-    once, as a KV cache would, but many sequences to a forward pass.
-
-    A sequence adds one segment: the tokens after the prefix it shares with the row, hung
-    from the row position of that prefix's last token."""
-
-    length: int = 0
-    tokens: list[Any] = field(default_factory=list)  # per segment, its token ids
-    starts: list[int] = field(default_factory=list)  # per segment, its first row position
-    attach: list[int] = field(default_factory=list)  # per segment, its parent's position or -1
-    # Per pair in the row: (its index, the positions whose logits predict its answer tokens).
-    scored: list[tuple[int, Any]] = field(default_factory=list)
-
-
-def pack_rows(
-    pairs: Sequence[tuple[list[int], list[int]]], chunk: int, limit: int = ROW_LIMIT
-) -> list[Row]:
-    """(prompt ids, answer ids) pairs as prefix-tree rows. In sorted order, of all earlier
-    sequences the one just before a sequence shares the longest prefix with it: that is the
-    branch it hangs on. Once a row has a chunk's worth, a sequence starts a new row when its
-    new tokens attending over the row's other branches (masked out, but computed) would cost
-    more than running its shared prefix again; as does one that would take the row past
-    `limit`."""
-    import numpy as np
-
-    order = sorted(range(len(pairs)), key=lambda i: pairs[i][0] + pairs[i][1])
-    rows: list[Row] = []
-    last = np.zeros(0, dtype=np.int64)  # the previous sequence in the current row
-    last_path = last  # its row positions
-    for i in order:
-        prompt, answer = pairs[i]
-        if not prompt or not answer:
-            raise ValueError("an empty prompt or answer has no likelihood")
-        sequence = np.asarray(prompt + answer, dtype=np.int64)
-        shared = shared_prefix(last, sequence) if rows else 0
-        new = len(sequence) - shared
-        if not rows or (
-            rows[-1].length + new > limit
-            or (rows[-1].length >= chunk and new * (rows[-1].length - shared) > EXCHANGE * shared)
-        ):
-            rows.append(Row())
-            shared = 0
-        row = rows[-1]
-        added = np.arange(row.length, row.length + len(sequence) - shared)
-        path = np.concatenate([last_path[:shared], added])
-        if len(added):  # else the very same sequence is already in the row
-            row.tokens.append(sequence[shared:])
-            row.starts.append(row.length)
-            row.attach.append(int(last_path[shared - 1]) if shared else -1)
-            row.length += len(added)
-        # The logits at a position predict the token after it on its path.
-        row.scored.append((i, path[len(prompt) - 1 : len(sequence) - 1]))
-        last, last_path = sequence, path
-    return rows
-
-
-def shared_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    """How many ids two sequences (lists or numpy arrays) share from the start."""
-    import numpy as np
-
-    n = min(len(a), len(b))
-    differ = (np.asarray(a[:n]) != np.asarray(b[:n])).nonzero()[0]
-    return int(differ[0]) if len(differ) else n
-
-
-def sliding_window(config: Any) -> tuple[int | None, bool]:
-    """The model's sliding attention window, if any layer has one, and whether its layers
-    mix windowed and full attention (then each kind gets its own mask)."""
-    window = getattr(config, "sliding_window", None)
-    kinds = set(getattr(config, "layer_types", None) or [])
-    if not window or (kinds and "sliding_attention" not in kinds):
-        return None, False
-    return int(window), len(kinds) > 1
-
-
-class AnswerScorer:
-    """Teacher-forced answer likelihoods under one loaded model, on the model's device.
-
-    Batched (on an accelerator), pairs are packed into prefix-tree rows (`Row`), and rows
-    of alike length run side by side, `batch_tokens // chunk` at a time, a chunk of
-    positions per forward pass, with a KV cache: each chunk attends to what its rows ran
-    before, so a long row costs about what a causal pass over it does. In order (on a CPU),
-    one sequence runs at a time after the cached prefix it shares with the one before.
-    Either way only the positions that predict an answer token get logits, log-probabilities
-    are taken from them in float32, and a pair's numbers do not depend on which other pairs
-    are scored with it beyond float rounding."""
-
-    def __init__(
-        self,
-        model: Any,
-        tokenizer: Any,
-        batch_tokens: int | None = None,
-        chunk: int | None = None,
-        batched: bool | None = None,
-    ):
-        self.model = model
-        self.tokenizer = tokenizer
-        self.device = next(model.parameters()).device
-        # Batched prefix-tree rows on an accelerator; one sequence at a time on a CPU, which
-        # has no idle width for batching to fill, and where rows that attend across their
-        # branches measured ~4% slower over the six systems of benchmarks/likelihood.py.
-        self.batched = self.device.type != "cpu" if batched is None else batched
-        kind = self.device.type if self.device.type in CHUNK else "cuda"
-        self.batch_tokens = batch_tokens or BATCH_TOKENS[kind]
-        self.chunk = min(chunk or CHUNK[kind], self.batch_tokens)
-        self.window, self.mixed = sliding_window(model.config)
-        self.positions = 0  # row positions run, padding included
-        self.padding = 0  # of which padding
-
-    def score(self, prompt: list[Message], answers: Sequence[str]) -> list[Likelihood]:
-        """Each answer's likelihood after the prompt."""
-        return self.score_pairs([(prompt, answer) for answer in answers])
-
-    def score_pairs(
-        self,
-        pairs: Sequence[tuple[list[Message], str]],
-        advance: Callable[[int], None] | None = None,
-    ) -> list[Likelihood]:
-        """Each (prompt, answer) pair's likelihood, in order; `advance(n)` is called as
-        each batch of `n` pairs is done."""
-        ids = self.pair_ids(pairs)
-        nats = self.score_ids(ids, advance)
-        return [
-            Likelihood(n, len(a), len(answer.encode("utf-8")))
-            for n, (_, a), (_, answer) in zip(nats, ids, pairs, strict=True)
-        ]
-
-    def pair_ids(
-        self, pairs: Sequence[tuple[list[Message], str]]
-    ) -> list[tuple[list[int], list[int]]]:
-        """(prompt ids, answer ids) of each pair; a prompt given for several answers (the
-        same list) is rendered once."""
-        rendered: dict[int, list[int]] = {}
-        for prompt, _ in pairs:
-            if id(prompt) not in rendered:
-                rendered[id(prompt)] = self.prompt_ids(prompt)
-        return [(rendered[id(prompt)], self.answer_ids(answer)) for prompt, answer in pairs]
-
-    def prompt_ids(self, prompt: list[Message]) -> list[int]:
-        """The prompt as the chat template renders it, up to the assistant's header."""
-        rendered = self.tokenizer.apply_chat_template(
-            prompt, add_generation_prompt=True, tokenize=True, return_dict=True
-        )
-        return list(rendered["input_ids"])
-
-    def answer_ids(self, answer: str) -> list[int]:
-        """The answer's tokens alone: no BOS, and no end-of-turn token is scored."""
-        return list(self.tokenizer(answer, add_special_tokens=False)["input_ids"])
-
-    def score_ids(
-        self,
-        pairs: Sequence[tuple[list[int], list[int]]],
-        advance: Callable[[int], None] | None = None,
-    ) -> list[float]:
-        """The summed negative log-likelihood, in nats, of each pair's answer ids after its
-        prompt ids."""
-        import torch
-
-        nats = torch.zeros(len(pairs), dtype=torch.float64, device=self.device)
-        if not self.batched:
-            with torch.inference_mode():
-                self.run_in_order(pairs, nats, advance)
-            return nats.tolist()
-        rows = sorted(pack_rows(pairs, self.chunk), key=lambda r: -r.length)
-        # Longest first, so a batch too big for the device fails at once.
-        per_batch = max(1, self.batch_tokens // self.chunk)
-        with torch.inference_mode():
-            for start in range(0, len(rows), per_batch):
-                batch = rows[start : start + per_batch]
-                self.run_batch(batch, pairs, nats)
-                if advance is not None:
-                    advance(sum(len(row.scored) for row in batch))
-        return nats.tolist()
-
-    def run_in_order(
-        self,
-        pairs: Sequence[tuple[list[int], list[int]]],
-        nats: Any,
-        advance: Callable[[int], None] | None,
-    ) -> None:
-        """One sequence at a time, in sorted order, keeping the KV cache of the one before:
-        the prefix it shares is not run again (at least the prompt's last token is: its
-        logits predict the answer), and no token attends to anything off its own path."""
-        import torch
-        import torch.nn.functional as F
-        from transformers import DynamicCache
-
-        cache, cached = DynamicCache(), []  # the ids whose keys and values the cache holds
-        for i in sorted(range(len(pairs)), key=lambda i: pairs[i][0] + pairs[i][1]):
-            prompt, answer = pairs[i]
-            if not prompt or not answer:
-                raise ValueError("an empty prompt or answer has no likelihood")
-            sequence = prompt + answer
-            keep = min(shared_prefix(cached, sequence), len(prompt) - 1)
-            if keep == 0:
-                cache = DynamicCache()
-            elif keep < len(cached):
-                cache.crop(keep - len(cached))  # negative: drop that many from the end
-            new = sequence[keep:-1]  # the last answer token predicts nothing scored
-            self.positions += len(new)
-            out = self.model(
-                input_ids=torch.tensor([new], device=self.device),
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=len(answer),
-            )
-            cache, cached = out.past_key_values, sequence[:-1]
-            target = torch.tensor(answer, device=self.device)
-            nll = F.cross_entropy(out.logits[0].float(), target, reduction="sum")
-            nats[i] = nll.double()
-            if advance is not None:
-                advance(1)
-
-    def run_batch(
-        self, batch: list[Row], pairs: Sequence[tuple[list[int], list[int]]], nats: Any
-    ) -> None:
-        """Run `batch` chunk by chunk, adding each scored pair's nats to `nats`."""
-        import numpy as np
-        import torch
-        from transformers import DynamicCache
-
-        device, width = self.device, batch[0].length
-        self.positions += len(batch) * width
-        self.padding += sum(width - row.length for row in batch)
-        tree = Tree(batch, width, device)
-        # Each scored token: its row, the position predicting it, its id and its pair.
-        rows, positions, targets, owners = [], [], [], []
-        for b, row in enumerate(batch):
-            for pair, path in row.scored:
-                rows.append(np.full(len(path), b))
-                positions.append(path)
-                targets.append(np.asarray(pairs[pair][1]))
-                owners.append(np.full(len(path), pair))
-        row_of = torch.from_numpy(np.concatenate(rows)).to(device)
-        position = torch.from_numpy(np.concatenate(positions)).to(device)
-        target = torch.from_numpy(np.concatenate(targets)).to(device)
-        owner = torch.from_numpy(np.concatenate(owners)).to(device)
-        keep = torch.zeros(len(batch), width, dtype=torch.bool, device=device)
-        keep[row_of, position] = True
-        # A cache that keeps every position: windowed layers are limited by their mask.
-        cache = DynamicCache()
-        for start in range(0, width, self.chunk):
-            end = min(start + self.chunk, width)
-            kept = keep[:, start:end]
-            out = self.model(
-                input_ids=tree.ids[:, start:end],
-                position_ids=tree.depths[:, start:end],
-                attention_mask=self.mask(tree, start, end),
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=kept,  # a bool mask: logits of those positions only
-            )
-            cache = out.past_key_values
-            if not kept.any():
-                continue
-            logits = out.logits.reshape(-1, out.logits.shape[-1])  # (kept positions, vocab)
-            # Kept positions are flattened row by row: where each (row, position) landed.
-            flat = torch.full(kept.shape, -1, dtype=torch.long, device=device)
-            flat[kept] = torch.arange(logits.shape[0], device=device)
-            here = (position >= start) & (position < end)
-            where = flat[row_of[here], position[here] - start]
-            # -log p = logsumexp(logits) - logit of the token, in float32: one position can
-            # predict different tokens for different pairs (where their answers branch off).
-            lse = torch.cat([torch.logsumexp(c.float(), -1) for c in logits.split(LOGSUMEXP_ROWS)])
-            nll = lse[where] - logits[where, target[here]].float()
-            nats.index_add_(0, owner[here], nll.double())
-
-    def mask(self, tree: Tree, start: int, end: int) -> Any:
-        """Which positions up to `end` the positions `start:end` attend to, (rows, 1,
-        queries, keys) of bools: their ancestors in the row's tree and the earlier tokens of
-        their own segment; a padding position attends to itself only (a query with nothing
-        to attend to gives NaN)."""
-        import torch
-
-        device = self.device
-        query = torch.arange(start, end, device=device)
-        key = torch.arange(end, device=device)
-        segment = tree.segments[:, start:end]  # -1: padding
-        rows = torch.arange(len(tree.segments), device=device)[:, None]
-        ancestors = tree.ancestors[rows, segment.clamp(min=0), :end]
-        own = (segment[:, :, None] == tree.segments[:, None, :end]) & (
-            key[None, None, :] <= query[None, :, None]
-        )
-        mask = ((ancestors | own) & (segment[:, :, None] >= 0)) | (
-            key[None, None, :] == query[None, :, None]
-        )
-        mask = mask[:, None]
-        if self.window is None:
-            return mask
-        # Windowed layers see only the last `window` positions of the path.
-        depth = tree.depths
-        near = (depth[:, None, start:end, None] - depth[:, None, None, :end]) < self.window
-        if self.mixed:
-            return {"full_attention": mask, "sliding_attention": mask & near}
-        return mask & near
-
-
-class Tree:
-    """A batch of rows as tensors on the device, padded to `width`: token ids, positions,
-    each position's segment (-1: padding) and each segment's ancestors (a bool per row
-    position)."""
-
-    def __init__(self, batch: list[Row], width: int, device: Any):
-        import numpy as np
-        import torch
-
-        count = max(len(row.starts) for row in batch)
-        ids = np.zeros((len(batch), width), dtype=np.int64)
-        depths = np.zeros((len(batch), width), dtype=np.int64)
-        segments = np.full((len(batch), width), -1, dtype=np.int64)
-        ancestors = np.zeros((len(batch), count, width), dtype=bool)
-        for b, row in enumerate(batch):
-            for s, (tokens, start, attach) in enumerate(
-                zip(row.tokens, row.starts, row.attach, strict=True)
-            ):
-                end = start + len(tokens)
-                ids[b, start:end], segments[b, start:end] = tokens, s
-                if attach >= 0:  # the parent's ancestors, and its own tokens up to `attach`
-                    parent = segments[b, attach]
-                    ancestors[b, s] = ancestors[b, parent]
-                    ancestors[b, s, row.starts[parent] : attach + 1] = True
-                depth = depths[b, attach] + 1 if attach >= 0 else 0
-                depths[b, start:end] = np.arange(depth, depth + len(tokens))
-        self.ids = torch.from_numpy(ids).to(device)
-        self.depths = torch.from_numpy(depths).to(device)
-        self.segments = torch.from_numpy(segments).to(device)
-        self.ancestors = torch.from_numpy(ancestors).to(device)
+# -- Scoring every replica --------------------------------------------------------------
 
 
 def score_items(
@@ -527,53 +147,6 @@ def score_items(
         pairs += [(prompt, item.answer), (prompt, shuffled[item.id])]
     found = scorer.score_pairs(pairs, advance)
     return [ItemLikelihood(item.id, found[2 * n], found[2 * n + 1]) for n, item in enumerate(items)]
-
-
-# -- Loading ----------------------------------------------------------------------------
-
-
-def load_base(model: LocalModel, dtype: Any = None) -> Any:
-    """The base model on the accelerator in its dtype (bf16 on a GPU that has it, fp16 on
-    one that does not), else on the CPU in float32; `dtype` forces one (a test, a bench)."""
-    from transformers import AutoModelForCausalLM
-
-    from raft import accelerator
-    from raft.console import quiet_libraries
-
-    quiet_libraries()
-    device = accelerator.device()
-    options: dict[str, Any] = {"gguf_file": model.gguf_file} if model.gguf_file else {}
-    if device != "cpu":  # straight onto the GPU, not through host memory
-        options["device_map"] = device
-    loaded = AutoModelForCausalLM.from_pretrained(
-        model.base,
-        dtype=dtype or accelerator.dtype(),
-        attn_implementation="sdpa",  # the prefix-tree rows need a mask of any shape
-        **options,
-    )
-    return (loaded if "device_map" in options else loaded.to(device)).eval()
-
-
-def device_label(model: Any) -> str:
-    """Where a loaded model runs, as a user reads it: the GPU's name, or the CPU's."""
-    from raft import accelerator
-
-    where = next(model.parameters()).device
-    if where.type == "cuda":
-        import torch
-
-        return f"cuda ({torch.cuda.get_device_name(where)})"
-    return accelerator.device_name() if where.type == "cpu" else str(where)
-
-
-def load_tokenizer(model: LocalModel) -> Any:
-    """The adapter's tokenizer (saved beside it by ft:run), else the base model's."""
-    from transformers import AutoTokenizer
-
-    if model.adapter and (Path(model.adapter) / "tokenizer_config.json").is_file():
-        return AutoTokenizer.from_pretrained(model.adapter)
-    gguf = {"gguf_file": model.gguf_file} if model.gguf_file else {}
-    return AutoTokenizer.from_pretrained(model.base, **gguf)
 
 
 def by_key(replicas: list[ReplicaModel], key: Callable[[LocalModel], Any]) -> dict[Any, list]:

@@ -1,4 +1,5 @@
-"""`ratf report`: a scored run as Markdown with PNG plots, and its table on the terminal.
+"""`ratf report`: a scored run as Markdown with PNG plots (`ratf.plots`); its table on the
+terminal is `ratf.terminal`'s.
 
 Reads `summary.json` (means and bootstrap intervals, written by `ratf score`) and
 `scores.jsonl` (one score per item, system and metric) from a run folder, and the human
@@ -8,30 +9,30 @@ blind test's judgements afresh from `ratf/human/RUN.jsonl`; writes `report.md` a
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from raft.errors import RaftError, UsageError
-from raft.files import atomic_open, read_jsonl, write_text
-from ratf.human import (
-    human_file,
-    human_line,
-    ordered_systems,
-    read_judgements,
-    summarize_human,
-    systems_line,
+from raft.files import write_text
+from ratf.human import ordered_systems
+from ratf.plots import write_plots
+from ratf.summary import (
+    CONTROL_LABELS,
+    CONTROL_ORDER,
+    current_summary,
+    excludes,
+    fmt_interval,
+    label,
+    load_scores,
+    scored_on,
+    split_systems,
+    unordered_metrics,
 )
 
 MARKUP = re.compile(r"([\\`*_\[\]<>!|#~&$])")  # backslash-escaped wherever they are
 LINE_START = re.compile(r"^(\s*\d*)([-+=.)])")  # lists, setext underlines
 BARE_LINK = re.compile(r"(?i):(?=//)|(?<=\bwww)\.")  # GitHub links these without <>
-CONTROL_ORDER = ("oracle", "shuffled", "other_voice")
-CONTROL_LABELS = {"oracle": "oracle", "shuffled": "shuffled", "other_voice": "other voice"}
-REPLICA_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2")
-CONTROL_COLOR = "#9a9a9a"
 HOW_TO_READ = (
     "Every metric is oriented so that **higher is closer to the author**. Each cell is the "
     "mean over the interview's items with its **95% bootstrap interval** `mean [low, high]`. "
@@ -80,71 +81,6 @@ def write_report(run_dir: Path, summary: dict[str, Any] | None = None) -> dict[s
         report, render_markdown(summary, {k: v.relative_to(run_dir) for k, v in paths.items()})
     )
     return {"report": report, **paths}
-
-
-def load_summary(run_dir: Path) -> dict[str, Any]:
-    """The run's `summary.json`; a missing or broken one is a one-line error."""
-    path = run_dir / "summary.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{path} not found: run `ratf score` first") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RaftError(f"cannot read {path}: {exc}") from None
-
-
-def current_summary(run_dir: Path) -> dict[str, Any]:
-    """The run's summary with the human blind test read afresh from its file, where
-    judgements may have arrived since `ratf score`; without the file, as scored."""
-    summary = load_summary(run_dir)
-    path = human_file(run_dir)
-    if path.is_file():
-        summary["human"] = summarize_human(read_judgements(path))
-    return summary
-
-
-def load_scores(path: Path) -> dict[str, dict[str, list[float]]]:
-    """Per-item values as metric → system → list, in file order; empty without the file."""
-    scores: dict[str, dict[str, list[float]]] = {}
-    if not path.is_file():
-        return scores
-    for row in read_jsonl(path):
-        scores.setdefault(row["metric"], {}).setdefault(row["system"], []).append(
-            float(row["value"])
-        )
-    return scores
-
-
-def split_systems(summary: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """Replicas (in the run's order) and controls (oracle, shuffled, other voice)."""
-    controls = set(summary.get("controls") or CONTROL_ORDER)
-    systems = summary.get("systems") or []
-    replicas = [s for s in systems if s not in controls]
-    ordered = [c for c in CONTROL_ORDER if c in systems]
-    return replicas, ordered + [s for s in systems if s in controls and s not in ordered]
-
-
-def fmt_interval(cell: dict[str, float] | None, signed: bool = False) -> str:
-    """`mean [low, high]` with 3 decimals; signed adds `+` to positive numbers."""
-    if not cell:
-        return "—"
-    spec = "+.3f" if signed else ".3f"
-    return f"{cell['mean']:{spec}} [{cell['low']:{spec}}, {cell['high']:{spec}}]"
-
-
-def excludes(cell: dict[str, float], value: float) -> bool:
-    """Whether the interval lies wholly above or below `value`."""
-    return cell["low"] > value or cell["high"] < value
-
-
-def label(system: str) -> str:
-    """How a system is named to a reader."""
-    return CONTROL_LABELS.get(system, system)
-
-
-def unordered_metrics(summary: dict[str, Any]) -> list[str]:
-    """Metrics whose controls are not ranked oracle > shuffled > other voice."""
-    return [m for m, v in summary.get("metrics", {}).items() if v.get("controls_ordered") is False]
 
 
 # -- Markdown ---------------------------------------------------------------------------
@@ -312,22 +248,6 @@ def likelihood_section(summary: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
-def scored_on(systems: dict[str, Any]) -> list[str]:
-    """Where and in which dtype each replica was scored, one line per device and dtype
-    (bf16 on a GPU moves bits/byte a little against float32 on a CPU)."""
-    groups: dict[tuple[str, str], list[str]] = {}
-    for system, cell in systems.items():
-        if cell.get("device"):
-            groups.setdefault((cell["device"], cell["dtype"]), []).append(system)
-    if len(groups) == 1:
-        (device, dtype), _ = groups.popitem()
-        return [f"bits/byte scored on {device}, {dtype}"]
-    return [
-        f"bits/byte scored on {device}, {dtype}: {', '.join(names)}"
-        for (device, dtype), names in groups.items()
-    ]
-
-
 def lower_is_better(cell: dict[str, float] | None) -> str:
     """A paired difference where below 0 is better, marked when it excludes 0."""
     text = fmt_interval(cell, signed=True)
@@ -451,230 +371,3 @@ def examples_section(summary: dict[str, Any]) -> str:
         for system in shown:
             parts += [f"**{system}**", quote(replies[system])]
     return "\n\n".join(parts)
-
-
-# -- Plots ------------------------------------------------------------------------------
-
-
-def write_plots(
-    summary: dict[str, Any], scores: dict[str, dict[str, list[float]]], folder: Path
-) -> dict[str, Path]:
-    """One distribution plot per metric and one of paired differences; names → paths."""
-    replicas, controls = split_systems(summary)
-    paths = {}
-    for metric, data in summary.get("metrics", {}).items():
-        by_system = scores.get(metric, {})
-        systems = [s for s in replicas + controls if by_system.get(s)]
-        if systems:
-            figure = distribution_figure(metric, data, by_system, systems, set(controls))
-            paths[metric] = save_figure(figure, folder / f"{metric}.png")
-    figure = baseline_figure(summary)
-    if figure is not None:
-        paths["vs_baseline"] = save_figure(figure, folder / "vs_baseline.png")
-    return paths
-
-
-def save_figure(figure: Any, path: Path) -> Path:
-    """Render a figure to PNG atomically."""
-    with atomic_open(path, "wb") as handle:
-        figure.savefig(handle, format="png", dpi=110, bbox_inches="tight")
-    return path
-
-
-def system_colors(systems: list[str], controls: set[str]) -> list[str]:
-    """A distinct colour per replica, grey for every control."""
-    colors, n = [], 0
-    for system in systems:
-        if system in controls:
-            colors.append(CONTROL_COLOR)
-        else:
-            colors.append(REPLICA_COLORS[n % len(REPLICA_COLORS)])
-            n += 1
-    return colors
-
-
-def distribution_figure(
-    metric: str,
-    data: dict[str, Any],
-    by_system: dict[str, list[float]],
-    systems: list[str],
-    controls: set[str],
-) -> Any:
-    """Box plot plus jittered per-item points per system; controls greyed."""
-    import numpy as np
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(max(6.0, 1.1 * len(systems) + 2), 4.2))
-    axes = figure.subplots()
-    colors = system_colors(systems, controls)
-    positions = np.arange(1, len(systems) + 1)
-    boxes = axes.boxplot(
-        [by_system[s] for s in systems],
-        positions=positions,
-        widths=0.55,
-        patch_artist=True,
-        showfliers=False,
-        medianprops={"color": "black"},
-    )
-    for box, color, system in zip(boxes["boxes"], colors, systems, strict=True):
-        box.set(facecolor=color, alpha=0.15 if system in controls else 0.3, edgecolor=color)
-    rng = np.random.default_rng(0)
-    for x, color, system in zip(positions, colors, systems, strict=True):
-        values = np.asarray(by_system[system])
-        jitter = rng.uniform(-0.18, 0.18, size=values.size)
-        marker = "x" if system in controls else "o"
-        axes.scatter(x + jitter, values, s=16, color=color, marker=marker, alpha=0.8, zorder=3)
-        mean = data.get("systems", {}).get(system, {}).get("mean", float(values.mean()))
-        axes.scatter([x], [mean], marker="D", s=40, color="black", zorder=4)
-    n_replicas = sum(s not in controls for s in systems)
-    if 0 < n_replicas < len(systems):
-        axes.axvline(n_replicas + 0.5, color=CONTROL_COLOR, linestyle=":", linewidth=1)
-    axes.set_xticks(positions, [tick(s, controls) for s in systems])
-    for ticklabel, system in zip(axes.get_xticklabels(), systems, strict=True):
-        if system in controls:
-            ticklabel.set_color("#666666")
-    warn = "" if data.get("controls_ordered", True) else "  ⚠ controls out of order"
-    axes.set_title(f"{metric}{warn}\n{data.get('description', '')}", fontsize=10)
-    axes.set_ylabel(f"{metric} per item (◆ mean)")
-    axes.grid(axis="y", alpha=0.3)
-    return figure
-
-
-def tick(system: str, controls: set[str]) -> str:
-    """An x-axis label; controls say they are controls."""
-    return f"{label(system)}\n(control)" if system in controls else system
-
-
-def baseline_figure(summary: dict[str, Any]) -> Any | None:
-    """Paired differences to the baseline per replica, one panel per metric; None if none."""
-    from matplotlib.figure import Figure
-
-    metrics = {m: d.get("vs_baseline") or {} for m, d in summary.get("metrics", {}).items()}
-    everyone = split_systems(summary)[0]
-    replicas = [s for s in everyone if any(s in v for v in metrics.values())]
-    metrics = {m: v for m, v in metrics.items() if v}
-    if not replicas or not metrics:
-        return None
-    figure = Figure(figsize=(2.6 * len(metrics) + 1, 0.5 * len(replicas) + 1.8))
-    panels = figure.subplots(1, len(metrics), sharey=True, squeeze=False)[0]
-    # The same colour per replica as in the distribution plots.
-    colors = dict(zip(everyone, system_colors(everyone, set()), strict=True))
-    ys = {s: n for n, s in enumerate(reversed(replicas))}
-    for axes, (metric, cells) in zip(panels, metrics.items(), strict=True):
-        axes.axvline(0, color="black", linewidth=1)
-        for system, cell in cells.items():
-            if system not in ys:
-                continue
-            error = [[cell["mean"] - cell["low"]], [cell["high"] - cell["mean"]]]
-            filled = excludes(cell, 0.0)
-            axes.errorbar(
-                [cell["mean"]],
-                [ys[system]],
-                xerr=error,
-                fmt="o",
-                color=colors[system],
-                markerfacecolor=colors[system] if filled else "white",
-                capsize=4,
-            )
-        axes.set_title(metric, fontsize=10)
-        axes.grid(axis="x", alpha=0.3)
-    panels[0].set_yticks(list(ys.values()), list(ys))
-    panels[0].set_ylim(-0.7, len(replicas) - 0.3)
-    figure.suptitle(
-        f"Paired difference vs {summary.get('baseline')} (95% bootstrap; filled: excludes 0)",
-        fontsize=10,
-    )
-    return figure
-
-
-# -- Terminal ---------------------------------------------------------------------------
-
-
-def likelihood_column(
-    summary: dict[str, Any], replicas: list[str], controls: list[str]
-) -> list[str] | None:
-    """The terminal table's bits/byte cells (replicas, then controls), or None when the
-    run has no likelihood to show."""
-    systems = (summary.get("likelihood") or {}).get("systems")
-    if systems is None:
-        return None
-    cells = []
-    for system in replicas:
-        cell = systems.get(system)
-        cells.append("n/a" if not cell or "n/a" in cell else fmt_interval(cell["bits_per_byte"]))
-    return cells + ["—"] * len(controls)
-
-
-def likelihood_lines(summary: dict[str, Any]) -> list[str]:
-    """Below the table: the real-vs-shuffled gap per replica, why any replica is n/a, or
-    that likelihood was skipped."""
-    data = summary.get("likelihood")
-    if not data:
-        return []
-    if "skipped" in data:
-        return [f"answer likelihood: skipped ({data['skipped']})"]
-    gaps, lines = [], []
-    for system, cell in (data.get("systems") or {}).items():
-        if "n/a" in cell:
-            lines.append(f"bits/byte n/a for {system}: {cell['n/a']}")
-        else:
-            mark = " ✓" if cell["gap"]["low"] > 0 else ""
-            gaps.append(f"{system} {fmt_interval(cell['gap'], signed=True)}{mark}")
-    if gaps:
-        lines.insert(
-            0,
-            "bits/byte gap, shuffled − real (above 0: the model conditions on the "
-            "question): " + ", ".join(gaps),
-        )
-    return lines + scored_on(data.get("systems") or {})
-
-
-def print_table(summary: dict[str, Any]) -> None:
-    """Print the systems × metrics table to stdout, replicas first, controls dimmed."""
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    metrics = summary.get("metrics", {})
-    replicas, controls = split_systems(summary)
-    unordered = set(unordered_metrics(summary))
-    heads = [f"{m} ⚠" if m in unordered else m for m in metrics]
-    rows = [[s] + [fmt_interval(metrics[m]["systems"].get(s)) for m in metrics] for s in replicas]
-    rows += [
-        [f"{label(s)} (control)"] + [fmt_interval(metrics[m]["systems"].get(s)) for m in metrics]
-        for s in controls
-    ]
-    caption = "mean [95% bootstrap interval]; higher is closer"
-    likelihood = likelihood_column(summary, replicas, controls)
-    if likelihood is not None:
-        heads.append("bits/byte ↓")
-        rows = [row + [cell] for row, cell in zip(rows, likelihood, strict=True)]
-        caption += ", except bits/byte ↓ (lower is closer)"
-    title = f"{summary.get('target', '?')} — run {summary.get('run', '?')}"
-    table = Table(title=title, caption=caption)
-    for n, head in enumerate(["system", *heads]):
-        table.add_column(Text(head), no_wrap=True, justify="left" if n == 0 else "right")
-    for n, row in enumerate(rows):
-        dim = n >= len(replicas)
-        table.add_row(
-            *(Text(c) for c in row),
-            style="dim" if dim else None,
-            end_section=n == len(replicas) - 1,
-        )
-    widths = [max(len(r[i]) for r in [["system", *heads], *rows]) for i in range(len(heads) + 1)]
-    needed = sum(widths) + 3 * len(widths) + 1
-    console = Console(width=max(100, needed, len(title)), highlight=False)
-    console.print(table)
-    for metric in unordered:
-        console.print(
-            Text(
-                f"⚠ {metric}: controls not ordered oracle > shuffled > other voice; "
-                "read it with care"
-            )
-        )
-    for line in likelihood_lines(summary):
-        console.print(Text(line))
-    human = summary.get("human")
-    if human:
-        for line in (human_line(human), systems_line(human, replicas)):
-            console.print(Text(line), soft_wrap=True)

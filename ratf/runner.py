@@ -22,6 +22,7 @@ from raft.files import read_jsonl, write_json, write_jsonl
 from raft.paths import Persona, ft_gen_command
 from raft.replica import OPENAI_API, choose_model, model_budgets
 from raft.training.registry import SUCCEEDED, ModelRecord, load_records
+from raft.workspace import Workspace
 from ratf.items import BenchItem, items_path, load_items
 
 if TYPE_CHECKING:
@@ -91,9 +92,7 @@ def default_replicas(persona: Persona) -> list[ReplicaSpec]:
     if trained is not None:
         base = base_spec(persona, trained) or "local"
     else:
-        from raft.config import backend_spec
-
-        base = str(backend_spec(persona, "generator"))
+        base = str(Workspace.open(persona).spec("generator"))
     models = {"base": base} | {dataset: record.id for dataset, record in newest.items()}
     for dataset in ("plain", "raft"):
         if dataset not in models:
@@ -142,8 +141,9 @@ def run_replicas(
     if len(set(labels)) != len(labels):
         raise UsageError(f"replica labels must differ: {', '.join(labels)}")
     replies, models = [], {}
+    ws = Workspace.open(persona)
     for spec in specs:
-        llm, label, record = choose_model(persona, spec.model)
+        llm, label, record = choose_model(ws, spec.model)
         models[spec.label] = llm.model_id
         budgets = replica_budgets(persona, items, record)
         requests = [

@@ -16,11 +16,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from raft.config import display_name
 from raft.console import Tally
 from raft.errors import UsageError
 from raft.files import write_json, write_jsonl
 from raft.paths import Persona
+from raft.target import display_name
 from raft.transcripts import Interview, training_interviews
 from ratf.human import human_file, read_judgements, summarize_human
 from ratf.items import BenchItem, load_items

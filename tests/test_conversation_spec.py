@@ -15,13 +15,13 @@ import httpx
 import pytest
 
 from raft.backends.llm import CachedLLM
-from raft.config import target
 from raft.conversation import Budget, ConversationSpec, Exchange, render, system_prompt
 from raft.dataset import Sample
 from raft.files import read_jsonl
-from raft.memories import Memory
+from raft.memory import Memory
 from raft.paths import Persona
 from raft.replica import ReplicaSettings, open_replica
+from raft.target import target
 from tests.helpers import PromptRecorder, run_cli, serve_app
 from tests.tiny_persona import INTERVIEWS, TARGET, build_store, write_tiny_persona
 

@@ -240,7 +240,7 @@ def test_docx_is_one_document_with_markdown_headings_and_lists(data_dir, tmp_pat
     assert fetch(tmp_path / "2020-01-02-untitled.docx").returncode == 0
     # Same text, so the same document: already in the corpus.
     assert len(corpus(data_dir)) == 1
-    from raft.sources.documents import docx_documents
+    from raft.sources.word import docx_documents
 
     (untitled,) = docx_documents(tmp_path / "2020-01-02-untitled.docx", "here")
     # No title: the first heading. The template's creation time is no date: the file name's.
@@ -283,7 +283,7 @@ def test_damaged_documents_are_reported_and_the_rest_fetched(data_dir, tmp_path)
 
 
 def test_corpus_row_of_a_pdf_round_trips_through_json(tmp_path):
-    from raft.sources.documents import pdf_documents
+    from raft.sources.pdf import pdf_documents
 
     (doc,) = pdf_documents(write_pdf(tmp_path / "a.pdf", PDF_PAGES), "here")
     row = json.loads(json.dumps(doc.row()))

@@ -14,8 +14,9 @@ import pytest
 
 from raft.backends.models import smollm2_gguf
 from raft.paths import Persona
-from raft.training.lora import LoraSettings, build_sft_trainer, resolve_base_model
+from raft.training.base import LoraSettings, resolve_base_model
 from raft.training.registry import file_sha256
+from raft.training.sft import build_sft_trainer
 from tests.helpers import BIN, run_cli
 from tests.tiny_persona import (
     INTERVIEWS,

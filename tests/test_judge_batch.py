@@ -13,7 +13,8 @@ from raft.backends.cache import Cache
 from raft.backends.llm import CachedLLM, LlamaCppLLM, Reply, Usage
 from raft.backends.models import smollm2_gguf
 from raft.conversation import ConversationSpec
-from raft.memories import Memory, Recall, batch_verdicts, verdicts_schema
+from raft.memories import Recall, batch_verdicts, verdicts_schema
+from raft.memory import Memory
 from raft.prompts import render
 
 TARGET = "Lena Marsh"

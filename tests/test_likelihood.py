@@ -14,15 +14,10 @@ from raft.conversation import ConversationSpec, Exchange
 from raft.paths import Persona
 from raft.training.registry import FAILED, SUCCEEDED, ModelRecord, save_record
 from raft.transcripts import Interview
+from ratf.answer_scorer import AnswerScorer
 from ratf.items import BenchItem
-from ratf.likelihood import (
-    NO_LOGPROBS,
-    AnswerScorer,
-    LocalModel,
-    load_base,
-    load_tokenizer,
-    score_likelihood,
-)
+from ratf.likelihood import NO_LOGPROBS, score_likelihood
+from ratf.local_model import LocalModel, load_base, load_tokenizer
 from ratf.scoring import control_replies, shuffled_answers
 from tests.helpers import run_cli
 

@@ -12,7 +12,9 @@ import pytest
 
 from benchmarks.likelihood import SAMPLE, answer_tokens_per_second, build_items, main
 from raft.conversation import ConversationSpec
-from ratf.likelihood import AnswerScorer, LocalModel, load_base, load_tokenizer, pack_rows
+from ratf.answer_scorer import AnswerScorer
+from ratf.local_model import LocalModel, load_base, load_tokenizer
+from ratf.prefix_tree import pack_rows
 
 LENA = {"role": "system", "content": "You are Lena Marsh, a beekeeper, talking to Tom Reed."}
 TOM = {

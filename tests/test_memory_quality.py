@@ -11,11 +11,13 @@ import pytest
 from raft.backends.embed import make_embedder
 from raft.backends.llm import CachedLLM, Reply, Usage
 from raft.conversation import ConversationSpec
-from raft.memories import Memory, Recall, gate_reason
+from raft.interviews.read import add_transcript
+from raft.memories import Recall, gate_reason
+from raft.memory import Memory
 from raft.memory_quality import memory_quality, sample_quality, source_match
 from raft.paths import Persona
 from raft.store import Store
-from raft.transcripts import TranscriptError, add_transcript, load_interview
+from raft.transcripts import TranscriptError, load_interview
 from tests.helpers import PromptRecorder, run_cli
 from tests.tiny_persona import ESSAYS, INTERVIEWS, TARGET, write_tiny_persona
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ratf.report import print_table, write_report
+from ratf.report import write_report
+from ratf.terminal import print_table
 
 REPLICAS = ["base", "raft"]
 CONTROLS = ["oracle", "shuffled", "other_voice"]

@@ -15,10 +15,11 @@ import pytest
 from raft import store as store_module
 from raft.backends.cache import Cache
 from raft.backends.embed import CachedEmbedder, LocalEmbedder, make_embedder
+from raft.corpus import embed_corpus
 from raft.errors import RaftError
 from raft.files import write_jsonl
 from raft.paths import Persona
-from raft.store import Store, date_num, embed_corpus
+from raft.store import Store, date_num
 from tests.helpers import BIN, free_port, wait_for_http
 
 pytestmark = pytest.mark.slow
@@ -322,7 +323,7 @@ def test_embed_corpus(persona: Persona) -> None:
         embed_corpus(persona)
 
     write_jsonl(persona.chunks, chunks())
-    stats = embed_corpus(persona, "local")  # through persona_embedder and the persona's cache
+    stats = embed_corpus(persona, "local")  # the workspace's embedder, the persona's cache
     assert (stats.added, stats.embedded) == (5, 5)
 
     embedder = uncached()

@@ -9,8 +9,9 @@ import warnings
 import pytest
 
 from raft.paths import Persona
+from raft.training.base import LoraSettings, count_samples
 from raft.training.batching import ModelShape, choose_checkpointing
-from raft.training.lora import LoraSettings, build_sft_trainer, count_samples
+from raft.training.sft import build_sft_trainer
 from tests.tiny_persona import finetune_persona
 
 

@@ -151,7 +151,7 @@ def write_finetune(root: Path, memory_style: str = "rephrased") -> Path:
     judge (29 of 30 dropped), so in the rephrased style they would see no memories."""
     from raft.conversation import ConversationSpec, Exchange, render, system_prompt
     from raft.dataset import to_trl
-    from raft.memories import Memory
+    from raft.memory import Memory
 
     memory = Memory("bees:0", "bees", "Rooftop Bees", "", "2020-03-01", "", 0.1)
     memory.rephrased = "I keep two hives on the laundrette roof; the window boxes feed them."

@@ -9,7 +9,6 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -24,6 +23,7 @@ from raft.backends.openai_client import make_client
 from raft.backends.spec import BackendSpec, parse_spec, redact, redact_url
 from raft.backends.tokens import common_prefix
 from raft.errors import RaftError
+from raft.prompts import parse_json
 from raft.threads import available_cores, chosen_threads, threads
 
 Messages = list[dict[str, str]]
@@ -429,23 +429,6 @@ class CachedLLM:
         # Streams report no token counts; the call and its time still count.
         usage = Usage(1, seconds=time.perf_counter() - started)
         self._store(key, request, Reply("".join(pieces), usage))
-
-
-_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.MULTILINE)
-
-
-def parse_json(text: str, schema: dict[str, Any]) -> dict[str, Any]:
-    """Parse a model's JSON reply, tolerating code fences and prose around the object."""
-    import jsonschema
-
-    cleaned = _FENCE.sub("", text.strip())
-    start, end = cleaned.find("{"), cleaned.rfind("}")
-    if start < 0 or end < start:
-        raise ValueError("no JSON object in the reply")
-    # strict=False: a raw newline or tab inside a string is still the answer meant
-    data = json.loads(cleaned[start : end + 1], strict=False)
-    jsonschema.validate(data, schema)
-    return data
 
 
 def complete_json(

@@ -23,6 +23,13 @@ _SECRET_PARAM = re.compile(r"key|token|secret|passw|pwd|auth|sig|credential", re
 _URL = re.compile(r"https?://[^\s'\"`<>]+")
 _KEY = re.compile(r"\b(sk-[A-Za-z0-9_-]{4})[A-Za-z0-9_-]+")
 
+# Each role is chosen separately: flag, then environment, then persona.toml, then `local`.
+ROLES = {
+    "generator": "RAFT_GENERATOR",  # rephrase, judge and replies
+    "judge": "RAFT_JUDGE",  # the RATF judge
+    "embedder": "RAFT_EMBEDDER",
+}
+
 # Redacted URL -> the URL as given, for URLs given with credentials to this process.
 _CREDENTIALS: dict[str, str] = {}
 
@@ -77,8 +84,6 @@ def with_credentials(url: str) -> str:
         return url
     if url in _CREDENTIALS:
         return _CREDENTIALS[url]
-    from raft.config import ROLES
-
     for variable in ROLES.values():
         match = _OPENAI.match((os.environ.get(variable) or "").strip())
         if match and match["url"] and redact_url(match["url"]) == url:
@@ -101,3 +106,9 @@ def parse_spec(text: str) -> BackendSpec:
         url = with_credentials(match["url"]) if match["url"] else None
         return BackendSpec("openai", match["model"], url)
     raise UsageError(f"unknown backend spec {redact(text)!r}: use {SPEC_HELP}")
+
+
+def choose_spec(role: str, override: str | None, configured: dict[str, str]) -> BackendSpec:
+    """The backend for a role: the flag, else its environment variable, else persona.toml's
+    `[backends]`, else `local`."""
+    return parse_spec(override or os.environ.get(ROLES[role]) or configured.get(role) or "local")

@@ -4,16 +4,25 @@ write: the format detected, speaker turns read and paired, who, when and where f
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from raft.dates import is_iso_date
 from raft.errors import RaftError, UsageError
 from raft.interviews.podcast import PODCAST_FORMATS, read_podcast
+from raft.interviews.speakers import PROMPT, Labeller, assign_speakers
 from raft.interviews.turns import ANSWER, QUESTION, Turn, is_target, pair_turns, speakers
-from raft.transcripts import check_lengths
+from raft.paths import Persona
+from raft.prompts import prompt_hashes
+from raft.target import display_name
+from raft.transcripts import (
+    ImportedInterview,
+    TranscriptError,
+    check_lengths,
+    load_interview,
+    save_transcript,
+)
 
 FORMATS = ("json", "vtt", "srt", "html", "text")
 SUFFIXES = {
@@ -136,64 +145,6 @@ def _format_by_name(source: Source) -> str:
     return "text"
 
 
-@dataclass(frozen=True)
-class ImportedInterview:
-    """An interview read from its source, in the transcript format plus how it was made."""
-
-    interviewer: str
-    target: str
-    date: str
-    url: str
-    exchanges: list[list[str]]
-    stem: str  # base of the file name it is written under
-    speakers: list[tuple[str, str, int]]  # (name, "q" | "a", words said), in order of appearance
-    made: dict = field(default_factory=dict)  # source, format, labeller, scrubbed counts
-    sources: list[list[str]] | None = None  # per exchange, when a transcript JSON has them
-    source: str = ""  # SOURCE as given (a path or a URL), for messages
-    left_out: dict[str, int] | None = None  # a page's words not imported, by why (page.py)
-
-    def transcript(self) -> dict:
-        """The JSON written to transcripts/ or benchmark/."""
-        data = {
-            "participants": {"q": self.interviewer, "a": self.target},
-            "date": self.date,
-            "url": self.url,
-            "exchanges": self.exchanges,
-        }
-        if self.sources:
-            data["sources"] = self.sources
-        if self.made:
-            data["imported"] = self.made
-        return data
-
-    def words(self) -> tuple[int, int]:
-        """Words of the questions and of the answers."""
-        return tuple(sum(len(pair[side].split()) for pair in self.exchanges) for side in (0, 1))
-
-    def rewritten(self, change: Callable[[str], str]) -> ImportedInterview:
-        """Every question and answer, the speakers' names, the url, the source's name and the
-        file name's base passed through `change` (e.g. a privacy scrub): the names reach the
-        system prompt of every sample, the url and the base each sample's record."""
-        made = self.made | ({"from": change(self.made["from"])} if "from" in self.made else {})
-        # Each name once: the interviewer is also among the speakers, and a scrub counts.
-        people = [self.interviewer, self.target, *(name for name, _, _ in self.speakers)]
-        names = {name: change(name) for name in dict.fromkeys(people)}
-        return replace(
-            self,
-            interviewer=names[self.interviewer],
-            target=names[self.target],
-            url=change(self.url),
-            exchanges=[[change(q), change(a)] for q, a in self.exchanges],
-            stem=change(self.stem),
-            speakers=[(names[name], side, said) for name, side, said in self.speakers],
-            made=made,
-        )
-
-    def noted(self, **made) -> ImportedInterview:
-        """With more of how it was made recorded in the file (under "imported")."""
-        return replace(self, made={**self.made, **made})
-
-
 def read_interview(
     source: str,
     *,
@@ -202,11 +153,12 @@ def read_interview(
     interviewer: str | None = None,
     when: str | None = None,
     url: str | None = None,
-    labeller=None,
+    labeller: Labeller | None = None,
 ) -> ImportedInterview:
-    """Read SOURCE (`fmt` forces its format) into exchanges. With `labeller` (a CachedLLM),
-    the paragraphs of a text or page, or the turns of captions, are labelled question or
-    answer by the model (raft.interviews.speakers) instead of by the names or marks in it."""
+    """Read SOURCE (`fmt` forces its format) into exchanges. With `labeller` (a model, e.g.
+    a CachedLLM), the paragraphs of a text or page, or the turns of captions, are labelled
+    question or answer by the model (raft.interviews.speakers) instead of by the names or
+    marks in it."""
     if when and not is_iso_date(when):
         raise UsageError(f"bad --date {when!r}: use YYYY-MM-DD")
     loaded = load_source(source)
@@ -228,8 +180,6 @@ def read_interview(
     if not date:
         raise UsageError(f"{loaded.name}: the source gives no date; pass --date YYYY-MM-DD")
     if labeller is not None:
-        from raft.interviews.speakers import assign_speakers
-
         interviewer = interviewer or author or _no_interviewer(loaded.name, [], target)
         texts = _unlabelled(loaded, fmt, page, known)
         turns = assign_speakers(texts, labeller, target, interviewer)
@@ -267,9 +217,6 @@ def read_interview(
     made = {"from": loaded.url or Path(loaded.name).name, "format": fmt}
     if labeller is not None:
         made["labelled_by"] = labeller.model_id
-        from raft.interviews.speakers import PROMPT
-        from raft.prompts import prompt_hashes
-
         made["prompts"] = prompt_hashes(PROMPT)
     return ImportedInterview(
         interviewer=interviewer,
@@ -328,8 +275,6 @@ def _sides(
 
 def _read_json(loaded: Source) -> ImportedInterview:
     """A transcript JSON, validated (raft.transcripts.load_interview) and kept as it is."""
-    from raft.transcripts import TranscriptError, load_interview
-
     if loaded.url:
         raise UsageError(f"{loaded.url}: a transcript JSON must be a local file; download it")
     try:
@@ -348,3 +293,23 @@ def _read_json(loaded: Source) -> ImportedInterview:
         sources=[list(names) for names in interview.sources] or None,
         source=loaded.name,
     )
+
+
+def add_transcript(
+    persona: Persona,
+    source: str | Path,
+    *,
+    interviewer: str | None = None,
+    when: str | None = None,
+    url: str = "",
+    target: str | None = None,
+    benchmark: bool = False,
+    fmt: str | None = None,
+) -> Path:
+    """Import an interview from a file or URL (raft.interviews.read); never overwrites."""
+    if target is None:
+        target = display_name(persona)
+    interview = read_interview(
+        str(source), target=target, fmt=fmt, interviewer=interviewer, when=when, url=url
+    )
+    return save_transcript(persona, interview, benchmark)

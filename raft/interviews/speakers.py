@@ -4,12 +4,11 @@ as an LLM reads it, a chunk of paragraphs per structured call."""
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, Protocol
 
-from raft.backends.llm import CachedLLM, parse_json
 from raft.backends.tokens import count_tokens
 from raft.interviews.turns import ANSWER, QUESTION, Turn
-from raft.prompts import quote, render
+from raft.prompts import parse_json, quote, render
 
 PROMPT = "assign_speakers"  # the template; record prompt_hash(PROMPT) with what it labelled
 CHUNK_PARAGRAPHS = 12  # paragraphs labelled by one call at most
@@ -52,8 +51,17 @@ def _before(previous: str | None, target: str, interviewer: str) -> str:
     return f"The paragraph just before these was spoken by {who}."
 
 
+class Labeller(Protocol):
+    """What labelling needs of a model: raft.backends.llm.CachedLLM is one. The readers take
+    it from their caller, so they need no LLM backend of their own."""
+
+    model_id: str
+
+    def complete(self, messages: list[dict[str, str]], **params: Any) -> str: ...
+
+
 def _label(
-    llm: CachedLLM, chunk: list[str], previous: str | None, target: str, interviewer: str
+    llm: Labeller, chunk: list[str], previous: str | None, target: str, interviewer: str
 ) -> list[str] | None:
     """One label ("q" or "a") per paragraph of the chunk, or None when the reply does not
     parse or has the wrong number of labels."""
@@ -85,7 +93,7 @@ def _label(
 
 def assign_speakers(
     paragraphs: list[str],
-    llm: CachedLLM,
+    llm: Labeller,
     target: str,
     interviewer: str,
     *,

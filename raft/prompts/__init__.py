@@ -1,4 +1,5 @@
-"""Prompt templates, loaded as package data and versioned by hash.
+"""Prompt templates, loaded as package data and versioned by hash, and the JSON replies
+they ask for, read back.
 
 Templates use `$name` placeholders (string.Template), so braces in quoted text are safe.
 """
@@ -6,9 +7,12 @@ Templates use `$name` placeholders (string.Template), so braces in quoted text a
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from functools import cache
 from importlib import resources
 from string import Template
+from typing import Any
 
 
 @cache
@@ -37,3 +41,20 @@ def prompt_hash(name: str) -> str:
 def prompt_hashes(*names: str) -> dict[str, str]:
     """What every written file records, so two datasets can be told apart."""
     return {name: prompt_hash(name) for name in names}
+
+
+_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.MULTILINE)
+
+
+def parse_json(text: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """Parse a model's JSON reply, tolerating code fences and prose around the object."""
+    import jsonschema
+
+    cleaned = _FENCE.sub("", text.strip())
+    start, end = cleaned.find("{"), cleaned.rfind("}")
+    if start < 0 or end < start:
+        raise ValueError("no JSON object in the reply")
+    # strict=False: a raw newline or tab inside a string is still the answer meant
+    data = json.loads(cleaned[start : end + 1], strict=False)
+    jsonschema.validate(data, schema)
+    return data

@@ -27,15 +27,15 @@ def special_reader(file: Path) -> Reader | None:
     """The reader of a file that is not plain text: a document or a social archive."""
     name, suffix = file.name.lower(), file.suffix.lower()
     if suffix == ".pdf":
-        from raft.sources.documents import pdf_documents
+        from raft.sources.pdf import pdf_documents
 
         return pdf_documents
     if suffix == ".epub":
-        from raft.sources.documents import epub_documents
+        from raft.sources.epub import epub_documents
 
         return epub_documents
     if suffix == ".docx":
-        from raft.sources.documents import docx_documents
+        from raft.sources.word import docx_documents
 
         return docx_documents
     if X_PARTS.fullmatch(name):

@@ -14,8 +14,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from raft import accelerator
-from raft.training import distributed
+from raft import accelerator, distributed
 from raft.training.batching import BatchPlan, Checkpointing, ModelShape
 
 Step = tuple[int, int, float]  # one optimizer step: real tokens, tokens in the tensors, seconds

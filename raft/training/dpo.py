@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from raft import distributed
 from raft.backends.cache import Cache, cache_key
-from raft.config import open_cache
 from raft.console import err
 from raft.errors import UsageError
 from raft.paths import Persona
-from raft.training import distributed
-from raft.training.lora import (
+from raft.training.base import (
     LoraSettings,
     fit_and_save,
     lora_config,
@@ -25,8 +24,8 @@ from raft.training.lora import (
     progress_callback,
     run_dir,
     trainer_args,
-    training_rows,
 )
+from raft.training.data import training_rows
 from raft.training.registry import SUCCEEDED, ModelRecord, load_records
 
 if TYPE_CHECKING:
@@ -139,7 +138,7 @@ def train_dpo(persona: Persona, record: ModelRecord, settings: LoraSettings, bar
             tokenizer,
             record.params["base_id"],
             train + valid,
-            open_cache(persona),
+            Cache(persona.cache),
             bar,
         )
     n = len(train)

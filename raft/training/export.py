@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from raft.backends import models
-from raft.config import target
 from raft.conversation import system_prompt
 from raft.errors import UsageError
 from raft.files import write_text
 from raft.paths import Persona
+from raft.target import target
 from raft.training.registry import ModelRecord, find_record, save_record
 
 # HF model_type -> (GGUF architecture, q/k rows permuted by llama.cpp's converter)

@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from raft import distributed
 from raft.errors import UsageError
 from raft.files import write_json
 from raft.paths import Persona
-from raft.training import distributed
 
 RUNNING, SUCCEEDED, FAILED, CANCELLED = "running", "succeeded", "failed", "cancelled"
 

@@ -18,7 +18,8 @@ from fastapi import Request  # FastAPI resolves handler annotations in module sc
 from raft.errors import UsageError
 from raft.paths import DATASETS, Persona
 from raft.review import mark
-from raft.serve import ApiError, BadRequest, NotFound, parse_json, read_body
+from raft.serving.errors import ApiError, BadRequest, NotFound
+from raft.serving.request import parse_json, read_body
 from raft.web.blind import Blind
 from raft.web.reports import list_runs, report_html
 from raft.web.samples import list_samples, sample_memories
@@ -81,7 +82,7 @@ class Pages:
 
         @app.get("/api/info")
         def info() -> dict[str, Any]:
-            from raft.config import display_name
+            from raft.target import display_name
 
             blind = self.blind
             return {

@@ -14,10 +14,12 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from raft.config import backend_spec, load_config, target
+from raft.config import load_config
 from raft.errors import RaftError
 from raft.paths import Persona
+from raft.target import target
 from raft.transcripts import load_interview
+from raft.workspace import Workspace
 from ratf.items import BenchItem
 from ratf.scoring import read_predictions
 
@@ -139,6 +141,6 @@ def test_persona_toml_loads_or_is_refused_in_one_line(config):
             load_config(persona)
             assert target(persona, warn=False).name
             for role in ("generator", "embedder", "judge"):
-                backend_spec(persona, role)
+                Workspace.open(persona).spec(role)
         except RaftError as exc:
             assert str(exc) and "\n" not in str(exc).strip()

@@ -72,7 +72,8 @@ def test_untrusted_text_cannot_close_its_quote_in_any_prompt(tmp_path):
     judge, rephrase and verdict prompts: the fence carries a hash of the text it holds."""
     from raft.backends.llm import CachedLLM
     from raft.conversation import ConversationSpec
-    from raft.memories import Memory, Recall
+    from raft.memories import Recall
+    from raft.memory import Memory
     from ratf.items import BenchItem
     from ratf.judge import discriminate, pairwise
     from tests.helpers import PromptRecorder

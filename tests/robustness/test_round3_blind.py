@@ -253,7 +253,7 @@ def test_two_servers_take_a_raters_judgement_of_an_item_once(lena):
 def write_samples(persona: Persona, count: int) -> list[dict]:
     """A raft.jsonl of `count` samples, one memory each, as ft:gen writes its rows."""
     from raft.dataset import Sample
-    from raft.memories import Memory
+    from raft.memory import Memory
 
     rows = []
     for n in range(count):
