@@ -38,10 +38,12 @@ def load_config(persona: Persona, name_if_missing: str | None = None) -> Persona
     config = _read(persona)
     if not name_if_missing or named(config):
         return config
-    data = {"name": name_if_missing} | config.data
-    config = replace(config, name=name_if_missing, data=data, recorded_name=True)
-    _prepend_name(persona, name_if_missing)
-    return config
+    data = {"name": name_if_missing} | {k: v for k, v in config.data.items() if k != "name"}
+    if "name" in config.data:  # a blank name: one more `name =` line would be invalid TOML
+        save_config(persona, data)
+    else:
+        _prepend_name(persona, name_if_missing)
+    return replace(config, name=name_if_missing, data=data, recorded_name=True)
 
 
 def _read(persona: Persona) -> PersonaConfig:

@@ -117,3 +117,30 @@ def test_bounded_map_keeps_order_and_limit_and_never_nests_pools():
     assert peak == 3  # at most `limit` at a time, and it was used
     # A map inside a worker runs in that worker: no pool inside a pool.
     assert all(inner == [outer] * 3 for _, outer, inner in results)
+
+
+@pytest.mark.parametrize("first_line", ['name = "  "\n', "# my author\n"])
+def test_the_transcripts_name_is_recorded_once_in_a_valid_persona_toml(tmp_path, first_line):
+    from raft.config import load_config
+    from raft.paths import Persona
+    from raft.workspace import Workspace
+
+    persona = Persona("lena", tmp_path / "lena")
+    persona.transcripts.mkdir(parents=True)
+    rest = 'sources = ["essays/"]\n\n[backends]\ngenerator = "local"\n'
+    persona.config.write_text(first_line + rest)
+    transcript = {
+        "participants": {"q": "Sam Lee", "a": "Lena Marsh"},
+        "date": "2024-05-01",
+        "url": "",
+        "exchanges": [["Why bees?", "Because the city roofs are full of lime trees."]],
+    }
+    (persona.transcripts / "2024-05-01-talk.json").write_text(json.dumps(transcript))
+
+    ws = Workspace.open(persona, record_target=True)
+    again = load_config(persona)  # the file as written parses, with one name
+    assert (ws.config.name, again.name) == ("Lena Marsh", "Lena Marsh")
+    assert again.sources == ("essays/",) and again.backends == {"generator": "local"}
+    if first_line.startswith("#"):  # a file without `name` is kept as written below it
+        assert persona.config.read_text().endswith(first_line + rest)
+    assert Workspace.open(persona, record_target=True).config.recorded_name is False
