@@ -115,6 +115,10 @@ class ConversationSpec:
     # Earlier exchanges that do not fit are dropped this many at a time, so that consecutive
     # prompts of one conversation share their start and a prompt cache can reuse it.
     history_block: int = 4
+    # Training only (raft.oracle): the chance that a real exchange's memory slot also holds
+    # the `oracle_sentences` sentences of earlier writing nearest its real answer.
+    oracle_p: float = 0.0
+    oracle_sentences: int = 2
 
     @property
     def budget(self) -> Budget:

@@ -34,6 +34,8 @@ class Sample:
     kept: list[str]  # chunk ids in the question's memory slot
     sources: list[str] = field(default_factory=list)  # essays the answer draws on, if known
     distractors: bool = False
+    # the slot also holds the sentences nearest the real answer (raft.oracle; training only)
+    oracle: bool = False
     synthetic: bool = False
     lens: str = ""
     source_chunk: str = ""
@@ -43,9 +45,13 @@ class Sample:
     n_tokens: int = 0
     made: dict[str, Any] = field(default_factory=dict)
 
+    def retrieved(self) -> list[Memory]:
+        """The memories the question recalled, in retrieval order: not the oracle's."""
+        return [m for m in self.memories if not m.oracle]
+
     def useful(self) -> list[Memory]:
         """Pass-1 memories: what the replica recalls for this question live."""
-        return [m for m in self.memories if m.useful]
+        return [m for m in self.retrieved() if m.useful]
 
     def kept_memories(self) -> list[Memory]:
         by_id = {m.chunk_id: m for m in self.memories}

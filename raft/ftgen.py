@@ -37,6 +37,7 @@ from raft.errors import RaftError, UsageError
 from raft.files import read_jsonl, write_json, write_jsonl, write_text
 from raft.memories import Recall
 from raft.memory_quality import sample_quality
+from raft.oracle import oracle_memories
 from raft.review import apply_review, load_review
 from raft.store import require_store
 from raft.synthetic import BackTranslator, SyntheticSettings, speech_answer
@@ -60,6 +61,7 @@ class GenSettings:
     judge_batch: bool = True  # the ConversationSpec fields of the same names
     skip_below: float = 0.0
     history_block: int = 4
+    oracle_p: float = 0.0  # chance a real exchange's slot also holds its oracle (raft.oracle)
     synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
 
 
@@ -89,6 +91,22 @@ def _recalled(
     return sample
 
 
+def _with_oracle(recall: Recall, settings: GenSettings, sample: Sample) -> Sample:
+    """With chance `oracle_p`, also show the sentences of earlier writing nearest the real
+    answer (raft.oracle) in the sample's memory slot, each at a random place among the kept
+    memories, so that no place in the slot tells the relevant memory from a distractor."""
+    # Seeded by the sample, so a re-run (or a resumed run) makes the same choice.
+    rng = random.Random(f"{settings.seed}:oracle:{sample.id}")
+    if recall.spec.memory_style == NO_MEMORIES or rng.random() >= settings.oracle_p:
+        return sample
+    oracle = oracle_memories(recall.store, sample.answer, sample.date, recall.spec.oracle_sentences)
+    for memory in oracle:
+        sample.kept.insert(rng.randint(0, len(sample.kept)), memory.chunk_id)
+    sample.memories += oracle  # after the retrieved ones, which keep their order
+    sample.oracle = bool(oracle)
+    return sample
+
+
 def _exchange_sample(
     recall: Recall, interview: Interview, index: int, settings: GenSettings
 ) -> Sample:
@@ -108,7 +126,8 @@ def _exchange_sample(
         sources=list(interview.sources[index]) if interview.sources else [],
     )
     previous = interview.exchanges[index - 1][1] if index else ""
-    return _recalled(recall, settings, sample, interview.date, previous)
+    sample = _recalled(recall, settings, sample, interview.date, previous)
+    return _with_oracle(recall, settings, sample)
 
 
 def _synthetic_sample(
@@ -197,6 +216,7 @@ def open_spec(ws: Workspace, settings: GenSettings) -> ConversationSpec:
         judge_batch=settings.judge_batch,
         skip_below=settings.skip_below,
         history_block=settings.history_block,
+        oracle_p=settings.oracle_p,
     )
     return spec
 
@@ -276,7 +296,7 @@ def statistics(
 ) -> dict[str, Any]:
     """What the samples written hold. Retrieval and judge quality is measured on `judged`, the
     samples as generated: a memory dropped in review is no verdict of the judge."""
-    memories = [m for s in samples for m in s.memories]
+    memories = [m for s in samples for m in s.retrieved()]  # what the question recalled
     tokens = [s.n_tokens for s in samples]
     bins = Counter(min(t // 512, 16) * 512 for t in tokens)
     spec = made.get("spec", {})
@@ -295,6 +315,8 @@ def statistics(
             "judged_alone": sum(m.alone for m in memories),
             "skipped_below_best": sum(m.gate == "below_best" for m in memories),
         },
+        # samples whose slot also holds the sentences nearest the real answer (--oracle-p)
+        "oracle_samples": sum(s.oracle for s in samples),
         # Retrieval and judge against the essays each answer draws on, and what the gate
         # dropped (raft.memory_quality); rates are None without annotated sources.
         "quality": (

@@ -28,6 +28,7 @@ class Memory:
     error: str = ""  # why a step produced nothing usable
     gate: str = ""  # why the cheap gate dropped the rephrasing before any judge (memories.GATES)
     alone: bool = False  # judged on its own: its verdict in a batch was missing or malformed
+    oracle: bool = False  # nearest the real answer (raft.oracle): training and ceilings only
 
     @classmethod
     def from_hit(cls, hit: Hit) -> Memory:

@@ -115,5 +115,5 @@ def memory_quality(
 def sample_quality(samples: Sequence[Sample], k: int) -> dict[str, Any]:
     """`memory_quality` of ft:gen's samples, as the JSON-ready dict stats.json keeps under
     "quality": each sample with the sources its transcript names for its exchange (none for
-    synthetic samples, which count for the gate only)."""
-    return memory_quality([(s.memories, s.sources) for s in samples], k).as_dict()
+    synthetic samples, which count for the gate only). Oracle memories are not retrieval's."""
+    return memory_quality([(s.retrieved(), s.sources) for s in samples], k).as_dict()

@@ -10,7 +10,7 @@ import pytest
 from raft.conversation import Budget, Exchange, count_message_tokens, render
 from raft.files import read_jsonl
 from tests.helpers import run_cli
-from tests.tiny_persona import FT_GEN, TARGET, digests, held_out_texts, write_tiny_persona
+from tests.tiny_persona import ESSAYS, FT_GEN, TARGET, digests, held_out_texts, write_tiny_persona
 
 
 def test_memories_come_only_from_earlier_writing(generated):
@@ -259,3 +259,59 @@ def test_stats_record_what_the_samples_cost(generated):
     assert each["calls"] == round(data["calls"] / 6, 2)
     assert each["evaluated"] == round(data["evaluated"] / 6, 2)
     assert f"cost per sample: {each['calls']:g} model calls" in first.stdout
+
+
+@pytest.fixture(scope="module")
+def oracle(synthetic, tmp_path_factory):
+    """The synthetic persona's dataset again with --oracle-p 1: every model call is cached."""
+    source, env, args, _ = synthetic
+    data = tmp_path_factory.mktemp("oracle") / "data"
+    shutil.copytree(source, data / "lena")
+    persona, env = data / "lena", {**env, "RAFT_DATA_DIR": str(data)}
+    result = run_cli("raft", *args, "--oracle-p", "1", env=env)
+    assert result.returncode == 0, result.stderr
+    return persona, env, result
+
+
+def test_oracle_puts_the_sentences_nearest_the_answer_beside_the_recalled_ones(generated, oracle):
+    persona, env, result = oracle
+    plain = {r["id"]: r for r in read_jsonl(generated[0] / "finetune" / "raft.jsonl")}
+    rows = list(read_jsonl(persona / "finetune" / "raft.jsonl"))
+    slots = {
+        row["id"]: row["messages"][-2]["content"]
+        for name in ("messages.jsonl", "messages.valid.jsonl")
+        for row in read_jsonl(persona / "finetune" / name)
+    }
+    real = [r for r in rows if not r["synthetic"]]
+    assert len(real) == 6 and len(rows) > 6  # the synthetic samples came along
+    oracles = {}
+    for row in rows:
+        assert row["made"]["spec"]["oracle_p"] == 1.0
+        found = [m for m in row["memories"] if m["oracle"]]
+        if row["synthetic"]:
+            assert not row["oracle"] and not found  # only real exchanges have an answer to read
+            continue
+        assert row["oracle"] and len(found) == 2
+        oracles[row["question"]] = [m["rephrased"] for m in found]
+        for memory in found:
+            assert memory["chunk_id"] in row["kept"]
+            assert f"({memory['date']}) {memory['rephrased']}" in slots[row["id"]]
+            essays = [name for name, (_, body) in ESSAYS.items() if memory["rephrased"] in body]
+            assert essays and all(name[:10] < row["date"] for name in essays), memory
+        # The question's own recall is untouched: the oracle is shown beside it.
+        before = plain[row["id"]]
+        assert [m for m in row["memories"] if not m["oracle"]] == before["memories"]
+        assert [c for c in row["kept"] if "@" not in c] == before["kept"]
+    # An earlier exchange's slot shows what its question alone recalled, as at inference.
+    history = [m["content"] for r in real for m in r["messages"][:-2] if m["role"] == "user"]
+    assert history and not any(o in turn for os in oracles.values() for o in os for turn in history)
+    assert oracles["How did you start keeping bees on a roof?"] == [
+        "Bees taught me that a city is a meadow if you count the window boxes.",
+        "I keep two hives on the roof of the laundrette on Mill Street.",
+    ]
+    stats = json.loads((persona / "finetune" / "stats.json").read_text())
+    assert stats["oracle_samples"] == 6 and stats["spec"]["oracle_p"] == 1.0
+    assert "; 6 samples with the oracle" in result.stdout
+    assert "; 0 model calls" in result.stdout  # the answers' embeddings come from the cache
+    bad = run_cli("raft", "ft:gen", "lena", "--no-memories", "--oracle-p", "0.5", env=env)
+    assert bad.returncode == 2 and "--oracle-p needs memories" in bad.stderr

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 from tests.helpers import run_cli
@@ -178,18 +181,33 @@ def write_finetune(root: Path, memory_style: str = "rephrased") -> Path:
     return out
 
 
+_BUILT: list[Path] = []  # the store made once per test session through the CLI
+
+
 def build_store(data: Path) -> dict[str, str]:
-    """Inputs, corpus, chunks and store for persona `lena` in `data`; returns the CLI env."""
-    write_tiny_persona(data / "lena")
-    env = {"RAFT_DATA_DIR": str(data), "RAFT_KEY_FILE": str(data / "no-keys.toml")}
-    for command in (
-        ["fetch", "lena"],
-        ["chunk", "lena", "--max-tokens", "64", "--overlap", "8"],
-        ["embed", "lena"],
-    ):
-        result = run_cli("raft", *command, env=env)
-        assert result.returncode == 0, result.stderr
-    return env
+    """Inputs, corpus, chunks and store for persona `lena` in `data`; returns the CLI env.
+
+    The first call runs fetch, chunk and embed; later calls copy what it made (a persona
+    folder holds no path of its own), so each caller still gets a folder of its own."""
+    if not _BUILT:
+        template = Path(tempfile.mkdtemp(prefix="raft-tiny-store-"))
+        atexit.register(shutil.rmtree, template, ignore_errors=True)
+        write_tiny_persona(template / "lena")
+        for command in (
+            ["fetch", "lena"],
+            ["chunk", "lena", "--max-tokens", "64", "--overlap", "8"],
+            ["embed", "lena"],
+        ):
+            result = run_cli("raft", *command, env=cli_env(template))
+            assert result.returncode == 0, result.stderr
+        _BUILT.append(template)
+    lock = shutil.ignore_patterns(".lock")
+    shutil.copytree(_BUILT[0] / "lena", data / "lena", ignore=lock, dirs_exist_ok=True)
+    return cli_env(data)
+
+
+def cli_env(data: Path) -> dict[str, str]:
+    return {"RAFT_DATA_DIR": str(data), "RAFT_KEY_FILE": str(data / "no-keys.toml")}
 
 
 def digests(folder: Path) -> dict[str, str]:

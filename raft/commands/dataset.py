@@ -30,6 +30,14 @@ from raft.paths import Persona
     show_default=True,
     help="Chance that a sample also keeps memories that failed the answer-aware judge.",
 )
+@click.option(
+    "--oracle-p",
+    default=0.0,
+    show_default=True,
+    metavar="P",
+    help="Chance that a real exchange's memory slot also holds the sentences of earlier "
+    "writing nearest its real answer (the RAFT oracle; training only).",
+)
 @click.option("--context", is_flag=True, help="Add the previous answer to retrieval queries.")
 @click.option(
     "--memories",
@@ -101,6 +109,7 @@ def ft_gen(
     max_tokens: int,
     answer_reserve: int,
     distractors: float,
+    oracle_p: float,
     context: bool,
     memory_style: str | None,
     no_memories: bool,
@@ -136,6 +145,10 @@ def ft_gen(
         raise UsageError(
             "need 0 <= --distractors <= 1, 0 <= --valid-fraction < 1, -k >= 1, --max-tokens >= 256"
         )
+    if not 0 <= oracle_p <= 1:
+        raise UsageError("need 0 <= --oracle-p <= 1")
+    if no_memories and oracle_p > 0:
+        raise UsageError("--oracle-p needs memories: drop --no-memories or set --oracle-p 0")
     if not 0 <= answer_reserve < max_tokens:
         raise UsageError("need 0 <= --answer-reserve < --max-tokens")
     chosen = tuple(dict.fromkeys(lens.strip() for lens in lenses.split(",") if lens.strip()))
@@ -160,6 +173,7 @@ def ft_gen(
         judge_batch=judge_batch,
         skip_below=skip_below,
         history_block=history_block,
+        oracle_p=oracle_p,
     )
     only = "oai" if oai else "generic" if generic else None
     ws = Workspace.open(
@@ -173,6 +187,7 @@ def ft_gen(
 def _print_summary(persona: Persona, stats: dict, calls: int) -> None:
     m = stats["memories"]
     dropped = stats.get("review", {}).get("samples_dropped", 0)
+    oracle_p = stats.get("spec", {}).get("oracle_p")
     click.echo(
         f"ft:gen {persona.name}: {stats['samples']} samples ({stats['real_samples']} real, "
         f"{stats['synthetic_samples']} synthetic) from {stats['interviews']} interviews; "
@@ -180,6 +195,7 @@ def _print_summary(persona: Persona, stats: dict, calls: int) -> None:
         f"{m['consistent_with_answer']} consistent with the answer, {m['kept']} kept; "
         f"{stats['samples_truncated']} samples truncated; {calls} model calls"
         + (f"; {dropped} samples dropped in review" if dropped else "")
+        + (f"; {stats['oracle_samples']} samples with the oracle" if oracle_p else "")
     )
     cost = stats.get("cost")
     if cost:
