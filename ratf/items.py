@@ -27,6 +27,7 @@ from raft.conversation import (
 from raft.errors import RaftError, UsageError
 from raft.files import read_jsonl, write_jsonl
 from raft.memory import Memory
+from raft.oracle import oracle_memories
 from raft.paths import Persona
 from raft.replica import Replica, ReplicaSettings, open_recall, persona_spec
 from raft.transcripts import Interview, load_interviews, training_interviews
@@ -53,6 +54,9 @@ class BenchItem:
     kept: list[str]  # those judged useful from the question alone
     next_question: str
     sources: list[str] = field(default_factory=list)  # essays the answer draws on, if known
+    # The earlier sentences nearest the real answer: read only by the likelihood ceiling
+    # (`+oracle`), never shown to a replica; empty in items written before it existed.
+    oracle: list[Memory] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)  # the prompt, under the spec budget
     messages_no_memories: list[Message] = field(default_factory=list)
     made: dict[str, Any] = field(default_factory=dict)
@@ -64,13 +68,19 @@ class BenchItem:
     def kept_memories(self) -> list[Memory]:
         return [m for m in self.memories if m.chunk_id in self.kept]
 
-    def prompt(self, budgets: list[Budget], memories: bool = True) -> list[Message]:
-        """The prompt a replica with these budgets sees, rendered as training renders."""
+    def prompt(
+        self, budgets: list[Budget], memories: bool = True, oracle: bool = False
+    ) -> list[Message]:
+        """The prompt a replica with these budgets sees, rendered as training renders.
+        `oracle=True` (the likelihood ceiling alone) shows the oracle memories in the
+        question's slot instead of the kept ones, the history as with memories."""
         history = (
-            self.history if memories else [Exchange(h.question, h.answer) for h in self.history]
+            self.history
+            if memories or oracle
+            else [Exchange(h.question, h.answer) for h in self.history]
         )
         system = system_prompt(self.target, self.interviewer, self.date)
-        shown = self.kept_memories() if memories else []
+        shown = self.oracle if oracle else self.kept_memories() if memories else []
         block = self.spec.history_block
         return render(system, history, self.question, shown, budgets, block=block).messages
 
@@ -87,6 +97,7 @@ class BenchItem:
         names = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in row.items() if k in names}
         values["memories"] = [Memory.from_row(m) for m in row["memories"]]
+        values["oracle"] = [Memory.from_row(m) for m in row.get("oracle") or []]
         values["history"] = [
             Exchange(h["question"], h["answer"], [Memory.from_row(m) for m in h["memories"]])
             for h in row["history"]
@@ -193,6 +204,8 @@ def build_items(
     items = []
     for interview in benchmark:
         items += interview_items(replica, interview, tally.advance)
+    for item in items:  # for the likelihood ceiling only: never in a replica's prompt
+        item.oracle = oracle_memories(recall.store, item.answer, item.date, spec.oracle_sentences)
     made = {"spec": spec.to_row(), "generator_id": recall.llm.model_id}
     for item in items:
         item.made = made

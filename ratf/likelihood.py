@@ -14,16 +14,22 @@ A replica whose model gives no log-probabilities of a given text (a remote chat 
 Local models run on the accelerator when there is one (bf16, or fp16 on a GPU without it),
 else on the CPU in float32, and the summary records which device and dtype scored each
 replica: on SmolLM2, bf16 moves an answer's bits/byte by under 0.005 against float32.
+
+Every scored replica whose prompts show memories also gets a **ceiling** (`base+mem` →
+`base+oracle`, `raft` → `raft+oracle`): the same model and prompt, with the memory slot
+showing the earlier sentences nearest the real answer (`BenchItem.oracle`). It reads the
+answer, so no replica can have it at inference; it bounds what memories can do, and the
+fraction of that gap the retrieved memories close is reported beside it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from raft.console import Tally
+from raft.console import Tally, warn
 from raft.conversation import Budget
 from raft.errors import UsageError
 from raft.paths import Persona
@@ -60,6 +66,8 @@ class SystemLikelihood:
     reason: str = ""  # why it was not scored; empty when it was
     device: str = ""  # where it was scored, e.g. "cuda (NVIDIA H100 80GB HBM3)"
     dtype: str = ""  # the weights' dtype it was scored in, e.g. "bfloat16"
+    ceiling_of: str = ""  # a ceiling: the replica whose memories the oracle replaced
+    none: str = ""  # a ceiling: the same model's replica without memories, if in the run
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,7 @@ class ReplicaModel:
     model: LocalModel | None = None
     budgets: tuple[Budget, ...] = ()
     reason: str = ""
+    ceiling_of: str = ""  # a ceiling: this replica's oracle memories in the question's slot
 
 
 # -- Which model a replica ran ----------------------------------------------------------
@@ -130,6 +139,44 @@ def plan_replica(
     return ReplicaModel(label, bool(row["memories"]), model, budgets)
 
 
+def ceiling_label(system: str) -> str:
+    """The ceiling's name: a `+mem` suffix becomes `+oracle`, else `+oracle` is added."""
+    return system.removesuffix("+mem") + "+oracle"
+
+
+def add_ceilings(
+    persona: Persona, plans: list[ReplicaModel], items: list[BenchItem]
+) -> list[ReplicaModel]:
+    """The plans with each scorable memory replica followed by its ceiling; none, with one
+    warning line, when the items were written without oracle memories."""
+    shown = [p for p in plans if p.memories and not p.reason]
+    if not shown:
+        return plans
+    if not any(item.oracle for item in items):
+        warn(
+            "no ceiling (+oracle) rows: the benchmark items have no oracle memories; "
+            f"re-run `raft bench:setup {persona.name}`"
+        )
+        return plans
+    taken = {p.label for p in plans}
+    found = []
+    for plan in plans:
+        found.append(plan)
+        name = ceiling_label(plan.label)
+        if plan in shown and name not in taken:
+            found.append(replace(plan, label=name, ceiling_of=plan.label))
+    return found
+
+
+def no_memory_partner(label: str, replicas: dict[str, dict[str, Any]]) -> str:
+    """The replica of the run on the same model without memories, or ""."""
+    spec = replicas[label]["spec"]
+    return next(
+        (n for n, row in replicas.items() if row["spec"] == spec and row.get("memories") is False),
+        "",
+    )
+
+
 # -- Scoring every replica --------------------------------------------------------------
 
 
@@ -143,7 +190,7 @@ def score_items(
     """Every item's real and shuffled answer after the prompt this replica was sent."""
     pairs = []
     for item in items:
-        prompt = item.prompt(list(replica.budgets), replica.memories)
+        prompt = item.prompt(list(replica.budgets), replica.memories, bool(replica.ceiling_of))
         pairs += [(prompt, item.answer), (prompt, shuffled[item.id])]
     found = scorer.score_pairs(pairs, advance)
     return [ItemLikelihood(item.id, found[2 * n], found[2 * n + 1]) for n, item in enumerate(items)]
@@ -224,12 +271,17 @@ def score_likelihood(
             )
     records = {r.id: r for r in load_records(persona)}
     plans = [plan_replica(persona, items, label, row, records) for label, row in replicas.items()]
+    plans = add_ceilings(persona, plans, items)
     results = {p.label: SystemLikelihood(p.label, reason=p.reason) for p in plans if p.reason}
     scorable = [p for p in plans if not p.reason]
     tally = Tally(progress, "likelihood", 2 * len(items) * len(scorable))  # answers
     for group in by_key(scorable, lambda m: (m.base, m.gguf_file)).values():
         scored = score_on_base(group, items, shuffled, tally, dtype, batch_tokens)
         results |= {r.system: r for r in scored}
+    for plan in plans:
+        if plan.ceiling_of:
+            results[plan.label].ceiling_of = plan.ceiling_of
+            results[plan.label].none = no_memory_partner(plan.ceiling_of, replicas)
     return {p.label: results[p.label] for p in plans}
 
 
@@ -265,8 +317,9 @@ def summarize_likelihood(
     base_real = [i.real.bits_per_byte for i in base.items] if base and not base.reason else None
     systems: dict[str, Any] = {}
     for system, result in results.items():
+        ceiling = {"ceiling_of": result.ceiling_of} if result.ceiling_of else {}
         if result.reason:
-            systems[system] = {"n/a": result.reason}
+            systems[system] = {"n/a": result.reason} | ceiling
             continue
         real = [i.real.bits_per_byte for i in result.items]
         other = [i.shuffled.bits_per_byte for i in result.items]
@@ -281,9 +334,35 @@ def summarize_likelihood(
         }
         if base_real is not None and system != baseline:
             systems[system]["vs_baseline"] = interval(paired_difference(real, base_real))
+        systems[system] |= ceiling
     return {
         "description": DESCRIPTION,
         "lower_is_better": True,
         "baseline": baseline if base_real is not None else None,
         "systems": systems,
+        "gap_closed": gaps_closed(results),
     }
+
+
+def gaps_closed(results: dict[str, SystemLikelihood]) -> dict[str, Any]:
+    """Per memory replica with a ceiling and a no-memory partner scored: the fraction of the
+    oracle gap its memories close, (none − retrieved) / (none − oracle) in bits/byte, with
+    a paired 95% interval over items; `{"none", "oracle"}` name the systems it compares."""
+    from ratf.stats import gap_closed
+
+    def real(system: str) -> list[float] | None:
+        found = results.get(system)
+        if found is None or found.reason:
+            return None
+        return [i.real.bits_per_byte for i in found.items]
+
+    closed = {}
+    for ceiling in results.values():
+        none, retrieved, oracle = real(ceiling.none), real(ceiling.ceiling_of), real(ceiling.system)
+        if not ceiling.ceiling_of or none is None or retrieved is None or oracle is None:
+            continue
+        cell = gap_closed(none, retrieved, oracle)
+        if cell is not None:
+            closed[ceiling.ceiling_of] = {"none": ceiling.none, "oracle": ceiling.system}
+            closed[ceiling.ceiling_of] |= asdict(cell)
+    return closed

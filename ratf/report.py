@@ -18,11 +18,14 @@ from raft.files import write_text
 from ratf.human import ordered_systems
 from ratf.plots import write_plots
 from ratf.summary import (
+    CEILING_NOTE,
     CONTROL_LABELS,
     CONTROL_ORDER,
+    ceilings,
     current_summary,
     excludes,
     fmt_interval,
+    gap_closed_cells,
     label,
     load_scores,
     scored_on,
@@ -224,14 +227,16 @@ def likelihood_section(summary: dict[str, Any]) -> str:
     head = ["replica", "bits/byte ↓", "shuffled ↓", "gap (shuffled − real)"]
     head += [f"replica − {baseline}"] if baseline else []
     rows, missing = [], []
-    for system in [s for s in split_systems(summary)[0] if s in systems]:
+    names = [s for s in split_systems(summary)[0] if s in systems] + ceilings(summary)
+    for system in names:
         cell = systems[system]
+        name = f"**{system}** (ceiling)" if cell.get("ceiling_of") else f"**{system}**"
         if "n/a" in cell:
-            rows.append([f"**{system}**"] + ["n/a"] * (len(head) - 1))
+            rows.append([name] + ["n/a"] * (len(head) - 1))
             missing.append(f"- **{system}**: {cell['n/a']}")
             continue
         gap = fmt_interval(cell["gap"], signed=True) + (" ✓" if cell["gap"]["low"] > 0 else "")
-        row = [f"**{system}**", fmt_interval(cell["bits_per_byte"]), fmt_interval(cell["shuffled"])]
+        row = [name, fmt_interval(cell["bits_per_byte"]), fmt_interval(cell["shuffled"])]
         row.append(gap)
         if baseline:
             row.append(lower_is_better(cell.get("vs_baseline")) if system != baseline else "—")
@@ -241,6 +246,15 @@ def likelihood_section(summary: dict[str, Any]) -> str:
         parts.append(
             f"replica − {baseline}: the paired difference in bits/byte; ▲ closer / ▼ further than "
             f"{baseline} where its 95% interval excludes 0 (a negative difference is closer)."
+        )
+    if ceilings(summary):
+        parts.append(CEILING_NOTE[0].upper() + CEILING_NOTE[1:] + ".")
+    closed = gap_closed_cells(summary)
+    if closed:
+        parts.append(
+            "Fraction of the oracle gap closed, (none − memories) / (none − ceiling) in "
+            "bits/byte, with a paired 95% interval (1: as close as the ceiling, 0: no closer "
+            "than no memories):\n\n" + "\n".join(f"- {line}" for line in closed)
         )
     parts += [line[0].upper() + line[1:] + "." for line in scored_on(systems)]
     if missing:

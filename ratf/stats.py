@@ -69,3 +69,32 @@ def paired_difference(
         raise ValueError(f"paired_difference needs equal lengths, got {len(a)} and {len(b)}")
     diffs = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     return bootstrap_mean(diffs, n_resamples=n_resamples, confidence=confidence, seed=seed)
+
+
+def gap_closed(
+    none: Sequence[float],
+    retrieved: Sequence[float],
+    oracle: Sequence[float],
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval | None:
+    """The fraction of the oracle gap closed, (none − retrieved) / (none − oracle) of the
+    means (1: as close as the ceiling, 0: no closer than no memories), with a percentile
+    interval over items resampled together; None when the oracle gains nothing."""
+    if not len(none) == len(retrieved) == len(oracle) > 0:
+        raise ValueError("gap_closed needs three non-empty lists of equal length")
+    gained = np.asarray(none, dtype=float) - np.asarray(retrieved, dtype=float)
+    ceiling = np.asarray(none, dtype=float) - np.asarray(oracle, dtype=float)
+    if ceiling.mean() == 0:
+        return None
+    mean, n = float(gained.mean() / ceiling.mean()), len(gained)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, n, size=(n_resamples, n))
+    below = ceiling[picks].mean(axis=1)
+    ratios = gained[picks].mean(axis=1)[below != 0] / below[below != 0]
+    if ratios.size == 0:
+        return Interval(mean, mean, mean, n)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(ratios, [tail, 1 - tail])
+    return Interval(mean, float(low), float(high), n)

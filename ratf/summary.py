@@ -96,3 +96,26 @@ def scored_on(systems: dict[str, Any]) -> list[str]:
         f"bits/byte scored on {device}, {dtype}: {', '.join(names)}"
         for (device, dtype), names in groups.items()
     ]
+
+
+CEILING_NOTE = (
+    "a ceiling (+oracle) is its replica's model shown the earlier sentences nearest the real "
+    "answer instead of the recalled memories: it reads the answer, so no replica can have "
+    "these memories at inference"
+)
+
+
+def ceilings(summary: dict[str, Any]) -> list[str]:
+    """The likelihood's ceiling systems (`+oracle`), in order."""
+    systems = (summary.get("likelihood") or {}).get("systems") or {}
+    return [s for s, cell in systems.items() if cell.get("ceiling_of")]
+
+
+def gap_closed_cells(summary: dict[str, Any]) -> list[str]:
+    """Per memory replica, e.g. `base+mem 0.250 [0.100, 0.400] (base → base+oracle)`: the
+    fraction of the oracle gap in bits/byte its memories close."""
+    closed = (summary.get("likelihood") or {}).get("gap_closed") or {}
+    return [
+        f"{system} {fmt_interval(cell)} ({cell['none']} → {cell['oracle']})"
+        for system, cell in closed.items()
+    ]

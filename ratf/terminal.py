@@ -8,7 +8,16 @@ from __future__ import annotations
 from typing import Any
 
 from ratf.human import human_line, systems_line
-from ratf.summary import fmt_interval, label, scored_on, split_systems, unordered_metrics
+from ratf.summary import (
+    CEILING_NOTE,
+    ceilings,
+    fmt_interval,
+    gap_closed_cells,
+    label,
+    scored_on,
+    split_systems,
+    unordered_metrics,
+)
 
 
 def likelihood_column(
@@ -47,6 +56,14 @@ def likelihood_lines(summary: dict[str, Any]) -> list[str]:
             "bits/byte gap, shuffled − real (above 0: the model conditions on the "
             "question): " + ", ".join(gaps),
         )
+    if ceilings(summary):
+        lines.append(CEILING_NOTE[0].upper() + CEILING_NOTE[1:])
+    closed = gap_closed_cells(summary)
+    if closed:
+        lines.append(
+            "fraction of the oracle gap closed, (none − memories) / (none − ceiling) in "
+            "bits/byte: " + ", ".join(closed)
+        )
     return lines + scored_on(data.get("systems") or {})
 
 
@@ -61,12 +78,14 @@ def print_table(summary: dict[str, Any]) -> None:
     unordered = set(unordered_metrics(summary))
     heads = [f"{m} ⚠" if m in unordered else m for m in metrics]
     rows = [[s] + [fmt_interval(metrics[m]["systems"].get(s)) for m in metrics] for s in replicas]
+    ceiling = ceilings(summary)  # likelihood only: every other metric is n/a
+    rows += [[f"{s} (ceiling)"] + ["n/a"] * len(metrics) for s in ceiling]
     rows += [
         [f"{label(s)} (control)"] + [fmt_interval(metrics[m]["systems"].get(s)) for m in metrics]
         for s in controls
     ]
     caption = "mean [95% bootstrap interval]; higher is closer"
-    likelihood = likelihood_column(summary, replicas, controls)
+    likelihood = likelihood_column(summary, replicas + ceiling, controls)
     if likelihood is not None:
         heads.append("bits/byte ↓")
         rows = [row + [cell] for row, cell in zip(rows, likelihood, strict=True)]
@@ -75,12 +94,12 @@ def print_table(summary: dict[str, Any]) -> None:
     table = Table(title=title, caption=caption)
     for n, head in enumerate(["system", *heads]):
         table.add_column(Text(head), no_wrap=True, justify="left" if n == 0 else "right")
+    shown = len(replicas) + len(ceiling)
     for n, row in enumerate(rows):
-        dim = n >= len(replicas)
         table.add_row(
             *(Text(c) for c in row),
-            style="dim" if dim else None,
-            end_section=n == len(replicas) - 1,
+            style="dim" if n >= shown else None,
+            end_section=n in (len(replicas) - 1, shown - 1),
         )
     widths = [max(len(r[i]) for r in [["system", *heads], *rows]) for i in range(len(heads) + 1)]
     needed = sum(widths) + 3 * len(widths) + 1

@@ -215,7 +215,7 @@ def test_ratf_score_shows_bits_per_byte_and_na_for_a_remote_replica(llama_server
     items = interview_items("2023-01-10-held-out-podcast", [tuple(pair) for pair in held_out])
     write_jsonl(root / "bench" / "items.jsonl", [i.to_row() for i in items])
     env = {"RAFT_DATA_DIR": str(data), "RAFT_KEY_FILE": str(data / "no-keys.toml")}
-    replicas = ["--replica", "base=local,memories=off"]
+    replicas = ["--replica", "base=local,memories=off", "--replica", "base+mem=local,memories=on"]
     replicas += ["--replica", f"remote=openai:smollm2@{llama_server},memories=off"]
     run = run_cli("ratf", "run", "lena", *replicas, "--max-tokens", "8", env=env)
     assert run.returncode == 0, run.stderr
@@ -232,6 +232,10 @@ def test_ratf_score_shows_bits_per_byte_and_na_for_a_remote_replica(llama_server
     assert base["device"].startswith("cpu (") and base["dtype"] == "float32"
     assert f"bits/byte scored on {base['device']}, float32" in " ".join(scored.stdout.split())
     assert likelihood["systems"]["remote"] == {"n/a": NO_LOGPROBS}
+    # Items written without oracle memories: no ceiling, and one line saying how to get it.
+    assert "base+oracle" not in likelihood["systems"] and likelihood["gap_closed"] == {}
+    assert scored.stderr.count("re-run `raft bench:setup lena`") == 1
+    assert "ceiling" not in scored.stdout
     rows = [json.loads(line) for line in (folder / "scores.jsonl").read_text().splitlines()]
     metrics = {(r["metric"], r["system"]) for r in rows}
     assert {

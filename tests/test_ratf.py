@@ -11,10 +11,11 @@ import pytest
 
 from raft.backends.cache import Cache
 from tests.helpers import run_cli
-from tests.tiny_persona import INTERVIEWS, build_store, write_finetune
+from tests.tiny_persona import ESSAYS, INTERVIEWS, build_store, write_finetune
 
 HELD_OUT = INTERVIEWS["benchmark/2023-01-10-held-out-podcast.json"]
 REPLICAS = ["base", "base+mem", "raft-nomem", "raft"]  # no plain model trained here
+CEILINGS = {"base+oracle": "base+mem", "raft+oracle": "raft"}  # likelihood only
 CONTROLS = ["oracle", "shuffled", "other_voice"]
 
 
@@ -65,6 +66,35 @@ def test_items_carry_real_history_and_memories_recalled_before_the_interview(ben
     assert "[Memories" not in json.dumps(items[1]["messages_no_memories"])
     oai = read_jsonl(persona / "bench" / "openai.jsonl")
     assert [row["messages"] for row in oai] == [i["messages"] for i in items]
+
+
+def test_oracle_memories_are_earlier_sentences_no_replica_prompt_shows(benched):
+    from raft.conversation import ConversationSpec
+    from ratf.items import BenchItem
+
+    persona, _, _ = benched
+    rows = read_jsonl(persona / "bench" / "items.jsonl")
+    oai = (persona / "bench" / "openai.jsonl").read_text()
+    oai += (persona / "bench" / "openai.no-memories.jsonl").read_text()
+    earlier = {name[:10]: text for name, (_, text) in ESSAYS.items() if name < HELD_OUT["date"]}
+    unseen = []
+    for row in rows:
+        item = BenchItem.from_row(row)
+        assert len(item.oracle) == item.spec.oracle_sentences == 2
+        for memory in item.oracle:  # verbatim sentences of essays before the interview
+            assert memory.date < HELD_OUT["date"] and memory.rephrased in earlier[memory.date]
+        budgets = [ConversationSpec.from_row(row["made"]["spec"]).budget]
+        ceiling = json.dumps(item.prompt(budgets, oracle=True))
+        assert all(json.dumps(m.rephrased)[1:-1] in ceiling for m in item.oracle)
+        shown = [m.rephrased for m in item.kept_memories()]
+        shown += [m.rephrased for h in item.history for m in h.memories]
+        prompts = [row["messages"], row["messages_no_memories"]]
+        prompts += [item.prompt(budgets, memories) for memories in (True, False)]
+        for memory in item.oracle:
+            if not any(memory.rephrased in text for text in shown):
+                unseen.append(memory.rephrased)
+                assert memory.rephrased not in json.dumps(prompts) + oai
+    assert unseen  # else the check above proves nothing
 
 
 def test_oai_rebuilds_the_prompt_files_and_generic_writes_only_items(benched, tmp_path):
@@ -136,10 +166,26 @@ def test_score_reports_every_system_with_intervals_and_ordered_controls(scored):
 def test_score_gives_every_local_replica_an_answer_likelihood(scored):
     _, summary, result = scored
     systems = summary["likelihood"]["systems"]
-    assert list(systems) == list(summary["replicas"])
+    # Each memory replica is followed by its ceiling: the oracle in its memory slot.
+    assert list(systems) == ["base", "base+mem", "base+oracle", "raft-nomem", "raft", "raft+oracle"]
     for name, cell in systems.items():  # every replica here runs locally: none is n/a
         assert "n/a" not in cell, name
         assert cell["bits_per_byte"]["n"] == cell["shuffled"]["n"] == 2
+        assert cell.get("ceiling_of") == CEILINGS.get(name)
+    assert set(CEILINGS).isdisjoint(summary["systems"])  # no replies, no other metric
+    # The fraction of the oracle gap closed: (none − memories) / (none − ceiling).
+    closed = summary["likelihood"]["gap_closed"]
+    assert {s: (c["none"], c["oracle"]) for s, c in closed.items()} == {
+        "base+mem": ("base", "base+oracle"),
+        "raft": ("raft-nomem", "raft+oracle"),
+    }
+    bpb = {name: cell["bits_per_byte"]["mean"] for name, cell in systems.items()}
+    for system, cell in closed.items():
+        expected = (bpb[cell["none"]] - bpb[system]) / (bpb[cell["none"]] - bpb[cell["oracle"]])
+        assert cell["mean"] == pytest.approx(expected) and cell["n"] == 2
+    table = " ".join(result.stdout.split())
+    assert "base+oracle (ceiling)" in table and "raft+oracle (ceiling)" in table
+    assert "fraction of the oracle gap closed" in table and "base+mem" in table
     # The fine-tuned replicas are scored as base + their ft:run adapter.
     tuned = [name for name, row in summary["replicas"].items() if row["spec"].startswith("sft-")]
     assert tuned and all("vs_baseline" in systems[name] for name in tuned)
@@ -153,6 +199,9 @@ def test_report_writes_markdown_and_plots(scored, benched):
     assert result.returncode == 0, result.stderr
     report = (folder / "report.md").read_text()
     assert "Lena Marsh" in report and HELD_OUT["exchanges"][0][1] in report
+    assert "| **base+oracle** (ceiling) |" in report and "| **raft+oracle** (ceiling) |" in report
+    assert "it reads the answer, so no replica can have these memories at inference" in report
+    assert "Fraction of the oracle gap closed" in report and "(base → base+oracle)" in report
     plots = list((folder / "plots").glob("*.png"))
     assert plots and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots)
     assert str(folder / "report.md") in result.stdout
