@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -188,22 +189,30 @@ def build_store(data: Path) -> dict[str, str]:
     """Inputs, corpus, chunks and store for persona `lena` in `data`; returns the CLI env.
 
     The first call runs fetch, chunk and embed; later calls copy what it made (a persona
-    folder holds no path of its own), so each caller still gets a folder of its own."""
+    folder holds no path of its own), so each caller still gets a folder of its own. With
+    RAFT_CHROMA_URL set the store lives on that server, so it is built anew each time."""
+    if os.environ.get("RAFT_CHROMA_URL"):
+        _build(data)
+        return cli_env(data)
     if not _BUILT:
         template = Path(tempfile.mkdtemp(prefix="raft-tiny-store-"))
         atexit.register(shutil.rmtree, template, ignore_errors=True)
-        write_tiny_persona(template / "lena")
-        for command in (
-            ["fetch", "lena"],
-            ["chunk", "lena", "--max-tokens", "64", "--overlap", "8"],
-            ["embed", "lena"],
-        ):
-            result = run_cli("raft", *command, env=cli_env(template))
-            assert result.returncode == 0, result.stderr
+        _build(template)
         _BUILT.append(template)
     lock = shutil.ignore_patterns(".lock")
     shutil.copytree(_BUILT[0] / "lena", data / "lena", ignore=lock, dirs_exist_ok=True)
     return cli_env(data)
+
+
+def _build(data: Path) -> None:
+    write_tiny_persona(data / "lena")
+    for command in (
+        ["fetch", "lena"],
+        ["chunk", "lena", "--max-tokens", "64", "--overlap", "8"],
+        ["embed", "lena"],
+    ):
+        result = run_cli("raft", *command, env=cli_env(data))
+        assert result.returncode == 0, result.stderr
 
 
 def cli_env(data: Path) -> dict[str, str]:
