@@ -70,7 +70,8 @@ def store_documents(persona: Persona) -> Iterator[tuple[str, str]]:
 
     # Reading stored text embeds nothing, so the embedder goes without the call cache:
     # a check should not create cache.sqlite.
-    store = Store(persona, make_embedder(Workspace.open(persona).spec("embedder")))
+    spec = Workspace.open(persona).spec("embedder")
+    store = Store(persona, make_embedder(spec, models_dir=persona.models))
     yield from ((f"store record {i}", doc) for i, doc in store.documents())
 
 

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import date
 
-from raft.backends.embed import make_embedder
 from raft.backends.llm import CachedLLM, LlamaCppLLM, OpenAILLM, make_llm
 from raft.backends.models import smollm2_gguf
 from raft.backends.spec import parse_spec, redact
@@ -170,7 +169,7 @@ def record_model(ws: Workspace, record: ModelRecord) -> CachedLLM:
 def choose_model(ws: Workspace, choice: str | None) -> tuple[CachedLLM, str, ModelRecord | None]:
     """A registry id or backend spec; by default the newest trained model, else the base.
     Returns the model, its label, and its registry record when it has one."""
-    records = load_records(ws.persona)
+    records = [r for r in load_records(ws.persona) if r.is_chat_model]  # not retrievers
     if choice:
         for record in records:
             if record.id == choice:
@@ -191,8 +190,13 @@ def open_recall(
     """Recall as the spec says: its store, embedder, generator, `k` and context. A
     `generator` that differs from the spec's gets one warning line naming both."""
     persona, cache = ws.persona, ws.cache
-    store = Store(persona, make_embedder(spec.embedder, cache))
+    store = Store(persona, ws.embedder_for(spec.embedder))
     require_store(persona, store, hint)
+    if spec.embedder_id and store.embedder.model_id != spec.embedder_id:
+        warn(
+            f"the embedder {spec.embedder} is now {store.embedder.model_id} (a retriever "
+            f"trained since?); the training data was made with {spec.embedder_id}"
+        )
     chosen = str(parse_spec(generator)) if generator else spec.generator
     llm = make_llm(chosen, cache)
     if chosen != spec.generator:
@@ -277,7 +281,7 @@ class Replicas:
             return listed
         listed.append(ServedModel(BASE, redact(self.base_spec()), memories))  # no credentials
         for record in load_records(self.persona):
-            if record.status == SUCCEEDED:
+            if record.status == SUCCEEDED and record.is_chat_model:
                 listed.append(
                     ServedModel(record.id, record.id, memories and record.dataset != "plain")
                 )

@@ -105,7 +105,7 @@ def print_status(persona: Persona) -> None:
             table.add_row(label, value)
     records = load_records(persona)
     if records:
-        done = [r for r in records if r.status == SUCCEEDED]
+        done = [r for r in records if r.status == SUCCEEDED and r.is_chat_model]
         newest = f", newest {done[-1].id} ({done[-1].venue})" if done else ""
         table.add_row("models", f"{len(records)} runs, {len(done)} succeeded{newest}")
     for role in ROLES:

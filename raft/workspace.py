@@ -13,11 +13,12 @@ from functools import cached_property
 from raft.backends.cache import Cache
 from raft.backends.embed import CachedEmbedder, make_embedder
 from raft.backends.llm import CachedLLM, make_llm
-from raft.backends.spec import ROLES, BackendSpec, choose_spec
+from raft.backends.spec import ROLES, BackendSpec, choose_spec, parse_spec
 from raft.config import PersonaConfig, load_config
 from raft.paths import Persona
 from raft.store import Store
 from raft.target import Target, most_named, report_names, target_of, transcript_names
+from raft.training.registry import newest_retriever
 
 
 @dataclass
@@ -53,8 +54,23 @@ class Workspace:
             if role not in ROLES:
                 raise ValueError(f"no backend role {role!r}")
             chosen = choose_spec(role, self.overrides.get(role), self.config.backends)
-            self._specs[role] = chosen
+            self._specs[role] = self._resolve_local(chosen) if role == "embedder" else chosen
         return self._specs[role]
+
+    def _resolve_local(self, spec: BackendSpec) -> BackendSpec:
+        """Bare `local` embeds with the persona's newest trained retriever when there is one
+        (`raft embed:train`); `local:all-MiniLM-L6-v2` always means the plain model."""
+        if spec.kind != "local" or spec.model:
+            return spec
+        record = newest_retriever(self.persona)
+        return BackendSpec("local", f"retriever:{record.id}") if record else spec
+
+    def embedder_for(self, spec: str) -> CachedEmbedder:
+        """The embedder a recorded spec names (a conversation spec's), `local` resolved as
+        for this persona now, so training data, chat and the benchmark embed alike."""
+        return make_embedder(
+            self._resolve_local(parse_spec(spec)), self.cache, models_dir=self.persona.models
+        )
 
     @cached_property
     def cache(self) -> Cache:
@@ -67,7 +83,7 @@ class Workspace:
 
     @cached_property
     def embedder(self) -> CachedEmbedder:
-        return make_embedder(self.spec("embedder"), self.cache)
+        return make_embedder(self.spec("embedder"), self.cache, models_dir=self.persona.models)
 
     @cached_property
     def store(self) -> Store:

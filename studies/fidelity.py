@@ -1,15 +1,20 @@
 """The fidelity study (`scripts/study`): does training with interpolated memories make a
 replica closer to the author than plain fine-tuning on the same interviews?
 
-It runs on the sample persona, offline, through the CLI as a user would, in build/study/:
+It runs on both bundled personas, offline, through the CLI as a user would, in build/study/:
+`sample` (flattering: its answers quote its essays) and `ines` (realistic: her answers say
+her essays' ideas in new words). For each:
 
-1. fetch, chunk and embed the essays;
-2. for each memory style: `ft:gen`, `bench:setup`, then the base model without and with
-   those memories (`ratf run`, `ratf score`): which memories help an untrained model, and
-   how good they are against the essays each answer is known to draw on;
-3. with the default style: the plain dataset (`ft:gen --no-memories`), one LoRA on each
-   dataset, the six systems, `ratf score` and `ratf report`;
-4. `docs/fidelity.md`: the tables, the paired differences, the commands and the time taken.
+1. fetch, chunk and embed the essays; how much of the answers is quoted from them;
+2. with `--styles`, a round per other memory style: `ft:gen`, `bench:setup`, the base model
+   without and with those memories (`ratf run`, `ratf score`);
+3. the plain dataset (`ft:gen --no-memories`) and its LoRA; a LoRA on a dataset made with
+   `ft:gen --oracle-p P` (memories nearest the real answer with chance P); last the default
+   RAFT dataset and its LoRA, so it is the one a plain `ratf run` would pick;
+4. `bench:setup` (items with their oracle memories), the eight systems, `ratf score` (which
+   adds a `+oracle` ceiling beside every replica shown memories) and `ratf report`;
+5. `docs/fidelity.md`: the tables, the paired differences, the fraction of the oracle gap
+   closed, the goals of issue 29, the commands and the time taken.
 
 Lower bits per byte of the real answer is closer to the author; every difference is paired
 by item with a 95% bootstrap interval, and the page says whether it excludes zero.
@@ -19,81 +24,106 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from raft.conversation import DEFAULT_MEMORY_STYLE, MEMORY_STYLES
-from studies.fidelity_page import write_page
-from studies.fidelity_runs import (
-    CHUNKING,
-    NAME,
-    REPO,
-    Step,
-    Study,
-    judge_floor_table,
-    prepare,
-    style_round,
-)
+from studies.fidelity_runs import PERSONAS, REPO, Plan, Study, run_persona
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="scripts/study", description=__doc__.split("\n")[0])
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="scripts/study", description=" ".join(__doc__.split("\n\n")[0].split())
+    )
     parser.add_argument("--data", type=Path, default=REPO / "build" / "study")
     parser.add_argument("--fresh", action="store_true", help="start from an empty folder")
+    parser.add_argument(
+        "--persona",
+        action="append",
+        choices=PERSONAS,
+        help="a bundled persona to run (repeatable; default: both, sample then ines)",
+    )
     parser.add_argument("-k", "--k", type=int, default=2, help="memories per question")
     parser.add_argument("--budget", type=int, default=2048, help="ft:gen --max-tokens")
     parser.add_argument("--epochs", type=int, default=2, help="LoRA epochs per dataset")
     parser.add_argument("--reply-tokens", type=int, default=160, help="ratf run --max-tokens")
     parser.add_argument(
-        "--style", choices=MEMORY_STYLES, default=DEFAULT_MEMORY_STYLE, help="for the six systems"
+        "--style", choices=MEMORY_STYLES, default=DEFAULT_MEMORY_STYLE, help="for the systems"
+    )
+    parser.add_argument(
+        "--styles",
+        action="store_true",
+        help="also a round per other memory style (base model only; slow: the rephrased "
+        "style makes an LLM call per memory)",
+    )
+    parser.add_argument(
+        "--oracle-p",
+        type=float,
+        default=0.5,
+        metavar="P",
+        help="also train and score a RAFT LoRA on `ft:gen --oracle-p P` (0: skip)",
+    )
+    parser.add_argument(
+        "--threads", type=int, metavar="N", help="passed to every command that takes --threads"
+    )
+    parser.add_argument(
+        "--page", type=Path, default=REPO / "docs" / "fidelity.md", help="the page to write"
     )
     parser.add_argument(
         "--page-only",
         action="store_true",
-        help="re-write docs/fidelity.md from the last run's results (study.json), running nothing",
+        help="re-write the page from the last run's results (study.json), running nothing",
     )
-    args = parser.parse_args()
-    study = Study(args.data)
+    args = parser.parse_args(argv)
+    if not 0 <= args.oracle_p <= 1:
+        parser.error(f"--oracle-p must be between 0 and 1, got {args.oracle_p}")
+    return args
+
+
+def usage_error(message: str) -> None:
+    print(f"study: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def write_page(saved: dict, page: Path) -> Path:
+    # Imported when the page is written, so a run's results (study.json) are kept even if
+    # the page writer fails; `--page-only` then writes the page from them.
+    from studies.fidelity_page import write_page as write
+
+    return write(saved, page)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     record = args.data / "study.json"
     if args.page_only:
+        if not record.is_file():
+            usage_error(f"no {record}: run ./scripts/study first (--page-only reads it)")
         saved = json.loads(record.read_text(encoding="utf-8"))
-        study.steps = [Step(**step) for step in saved["steps"]]
-        settings = argparse.Namespace(**saved["settings"])
-        floors = [tuple(row) for row in saved["floors"]]
-        path = write_page(study, saved["rounds"], saved["final"], floors, settings)
-        print(f"study: wrote {path}")
+        if "personas" not in saved:
+            usage_error(f"{record} is from the one-persona study; re-run ./scripts/study")
+        print(f"study: wrote {write_page(saved, args.page)}")
         return
-    prepare(args.data, args.fresh)
-    study.run("raft", "fetch", NAME)
-    study.run("raft", "chunk", NAME, *CHUNKING)
-    study.run("raft", "embed", NAME)
-    # The chosen style goes last, so its dataset and items are the ones the six systems use.
-    styles = [s for s in MEMORY_STYLES if s != args.style] + [args.style]
-    rounds = [style_round(study, s, args.k, args.budget, args.reply_tokens) for s in styles]
-    floors = judge_floor_table(study)
-    study.run("raft", "ft:gen", NAME, "-k", str(args.k), "--max-tokens", str(args.budget),
-              "--no-memories")  # fmt: skip
-    for dataset in ("plain", "raft"):
-        study.run("raft", "ft:run", NAME, "--dataset", dataset, "--epochs", str(args.epochs))
-    study.run("ratf", "run", NAME, "--max-tokens", str(args.reply_tokens))
-    study.run("ratf", "score", NAME)
-    summary, scores = study.latest_scores()
-    study.run("ratf", "report", NAME)
-    final = {"summary": summary, "scores": scores}
-    settings = {k: v for k, v in vars(args).items() if k in ("k", "budget", "epochs", "style")}
-    record.write_text(
-        json.dumps(
-            {
-                "settings": settings,
-                "steps": [vars(step) for step in study.steps],
-                "rounds": rounds,
-                "final": final,
-                "floors": floors,
-            }
-        ),
-        encoding="utf-8",
+    plan = Plan(
+        k=args.k,
+        budget=args.budget,
+        epochs=args.epochs,
+        reply_tokens=args.reply_tokens,
+        style=args.style,
+        styles=tuple(MEMORY_STYLES) if args.styles else (args.style,),
+        oracle_p=args.oracle_p,
+        threads=args.threads,
     )
-    path = write_page(study, rounds, final, floors, argparse.Namespace(**settings))
-    print(f"study: wrote {path}")
+    names = list(dict.fromkeys(args.persona or PERSONAS))
+    personas = {}
+    for n, name in enumerate(names):
+        # --fresh empties the whole folder once, before the first persona.
+        personas[name] = run_persona(
+            Study(args.data, name, args.threads), plan, args.fresh and n == 0
+        )
+    saved = {"settings": vars(plan) | {"styles": list(plan.styles)}, "personas": personas}
+    record.write_text(json.dumps(saved), encoding="utf-8")
+    print(f"study: wrote {write_page(saved, args.page)}")
 
 
 if __name__ == "__main__":

@@ -1,282 +1,330 @@
-"""The fidelity study's page, `docs/fidelity.md` (studies.fidelity): the six systems, the
-paired contrasts, the memory styles, the judge against a similarity floor, and the
-commands with their time."""
+"""The fidelity study's page, `docs/fidelity.md` (studies.fidelity), from the run's results
+(study.json): per persona the systems with their ceilings, the paired contrasts, the
+fraction of the oracle gap closed, the oracle-p round, the goals of issue 29, the memory
+styles, the judge against a similarity floor, and the commands with their time."""
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import time
 from pathlib import Path
 
-from raft.conversation import DEFAULT_MEMORY_STYLE
-from ratf.stats import Interval, bootstrap_mean, paired_difference
-from studies.fidelity_runs import NAME, REPO, Step, Study
+from ratf.stats import Interval
+from studies.fidelity_cells import (
+    BPB,
+    CONTRASTS,
+    GAPS,
+    contrasts_table,
+    difference,
+    fmt,
+    gap,
+    gaps_table,
+    likelihood_table,
+    mean_cell,
+    quality_lines,
+    short_verdict,
+    system_rows,
+    values,
+)
+from studies.fidelity_runs import REPO
 
 DOC = REPO / "docs" / "fidelity.md"
-SYSTEMS = ["base", "base+mem", "plain", "plain+mem", "raft-nomem", "raft"]
-WHAT = {
-    "base": "SmolLM2-135M-Instruct, no memories",
-    "base+mem": "the same base model, memories in the prompt",
-    "plain": "LoRA on the plain dataset (same samples, no memories), no memories",
-    "plain+mem": "the plain LoRA, memories in the prompt",
-    "raft-nomem": "LoRA on the RAFT dataset (memories interpolated), no memories",
-    "raft": "the RAFT LoRA, memories in the prompt (the replica RAFT ships)",
+PERSONA_TEXT = {
+    "sample": "**flattering**: the fictional essayist Hollis Penwarden (35 essays, 4 training "
+    "interviews), whose answers quote the essays",
+    "ines": "**realistic**: the fictional harbour pilot Ines Calloway (10 essays, 2 training "
+    "interviews), whose answers say the essays' ideas in new words, as real people do",
 }
-# The contrasts the study is for, each read as "first minus second" (negative: first closer).
-CONTRASTS = [
-    ("raft", "plain+mem", "training with memories vs plain training, both shown memories"),
-    ("raft", "plain", "the RAFT replica vs a plain fine-tune used as it was trained"),
-    ("raft", "raft-nomem", "memories at inference, for the RAFT-trained model"),
-    ("plain+mem", "plain", "memories at inference, for the plain model"),
-    ("base+mem", "base", "memories at inference, for the untrained model"),
-    ("plain", "base", "plain fine-tuning"),
-    ("raft", "base", "the whole of RAFT"),
-]
+THIRD = 1 / 3
 
 
-def values(scores: dict, metric: str, system: str) -> list[float]:
-    by_id = scores.get(metric, {}).get(system, {})
-    return [by_id[i] for i in sorted(by_id)]
+def goal_lines(runs: dict[str, dict]) -> list[str]:
+    """Issue 29's goals, each met or missed by how much, from the numbers."""
 
+    def scores(name: str) -> dict | None:
+        return runs[name]["final"]["scores"] if name in runs else None
 
-def fmt(cell: Interval | None, signed: bool = False) -> str:
-    if cell is None:
-        return "n/a"
-    spec = "+.3f" if signed else ".3f"
-    return f"{cell.mean:{spec}} [{cell.low:{spec}}, {cell.high:{spec}}]"
-
-
-def mean_cell(scores: dict, metric: str, system: str) -> Interval | None:
-    data = values(scores, metric, system)
-    return bootstrap_mean(data) if data else None
-
-
-def difference(scores: dict, metric: str, a: str, b: str) -> Interval | None:
-    first, second = values(scores, metric, a), values(scores, metric, b)
-    if not first or len(first) != len(second):
-        return None
-    return paired_difference(first, second)
-
-
-def verdict(cell: Interval | None) -> str:
-    if cell is None:
-        return "not measured"
-    if cell.high < 0:
-        return "**lower** (closer), excludes 0"
-    if cell.low > 0:
-        return "**higher** (further), excludes 0"
-    return "no difference shown (interval spans 0)"
-
-
-def likelihood_table(scores: dict, systems: list[str]) -> list[str]:
+    rows = []
+    sample, ines = scores("sample"), scores("ines")
+    cell = difference(sample, BPB, "base+mem", "base") if sample else None
+    rows.append(
+        ("sample", "`base+mem` − `base` ≤ −0.050, interval excluding 0", cell, mem_goal(cell))
+    )
+    cell = difference(sample, BPB, "raft", "plain") if sample else None
+    rows.append(
+        ("sample", "`raft` − `plain` < 0, interval excluding 0", cell, below_zero_goal(cell))
+    )
+    cell = gap(sample, "raft", "raft-nomem", "raft+oracle") if sample else None
+    rows.append(("sample", "≥ 1/3 of the oracle gap closed by `raft`", cell, third_goal(cell)))
+    cell = difference(ines, BPB, "raft", "plain") if ines else None
+    rows.append(("ines", "`raft` − `plain` not worse than +0.010", cell, ines_goal(cell)))
     lines = [
-        "| system | what it is | bits/byte of the real answer ↓ | of a shuffled answer | "
-        "gap (shuffled − real) | ROUGE-L ↑ | chrF ↑ | semantic ↑ |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| persona | goal | measured (95% CI) | met? |",
+        "| --- | --- | --- | --- |",
     ]
-    for system in systems:
-        gap = difference(scores, "bits_per_byte_shuffled", system, "bits_per_byte")
-        if gap is None:  # shuffled and real live under two metric names, same items
-            shuffled, real = (
-                values(scores, "bits_per_byte_shuffled", system),
-                values(scores, "bits_per_byte", system),
-            )
-            gap = paired_difference(shuffled, real) if shuffled and real else None
-        lines.append(
-            f"| `{system}` | {WHAT.get(system, '')} "
-            f"| {fmt(mean_cell(scores, 'bits_per_byte', system))} "
-            f"| {fmt(mean_cell(scores, 'bits_per_byte_shuffled', system))} "
-            f"| {fmt(gap, signed=True)} "
-            f"| {fmt(mean_cell(scores, 'rouge_l', system))} "
-            f"| {fmt(mean_cell(scores, 'chrf', system))} "
-            f"| {fmt(mean_cell(scores, 'semantic', system))} |"
-        )
+    for name, goal, cell, outcome in rows:
+        measured = "not run" if name not in runs else fmt(cell, signed="gap" not in goal)
+        lines.append(f"| {name} | {goal} | {measured} | {outcome if name in runs else 'not run'} |")
     return lines
 
 
-def contrasts_table(scores: dict) -> list[str]:
-    lines = [
-        "| contrast | what it isolates | Δ bits/byte (paired, 95% CI) | reading | Δ ROUGE-L |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for a, b, what in CONTRASTS:
-        cell = difference(scores, "bits_per_byte", a, b)
-        rouge = difference(scores, "rouge_l", a, b)
-        lines.append(
-            f"| `{a}` − `{b}` | {what} | {fmt(cell, signed=True)} | {verdict(cell)} "
-            f"| {fmt(rouge, signed=True)} |"
+def mem_goal(cell: Interval | None) -> str:
+    if cell is None:
+        return "not measured"
+    misses = []
+    if cell.mean > -0.05:
+        misses.append(f"the mean is {cell.mean + 0.05:.3f} above −0.050")
+    if cell.high >= 0:
+        misses.append(f"the interval reaches {cell.high:+.3f}")
+    return "**met**" if not misses else "missed: " + "; ".join(misses)
+
+
+def below_zero_goal(cell: Interval | None) -> str:
+    if cell is None:
+        return "not measured"
+    if cell.high < 0:
+        return "**met**"
+    return f"missed: the interval's upper end is {cell.high:+.3f} (mean {cell.mean:+.3f})"
+
+
+def third_goal(cell: Interval | None) -> str:
+    if cell is None:
+        return "not measured (no ceiling, or the ceiling gains nothing)"
+    if cell.mean >= THIRD:
+        return "**met**" + ("" if cell.low >= THIRD else " (the interval reaches below 1/3)")
+    return f"missed by {THIRD - cell.mean:.3f} (a third is 0.333)"
+
+
+def ines_goal(cell: Interval | None) -> str:
+    if cell is None:
+        return "not measured"
+    if cell.mean <= 0.01:
+        return "**met**" + (
+            "" if cell.high <= 0.01 else f" (the interval reaches {cell.high:+.3f})"
         )
+    return f"missed by {cell.mean - 0.01:.3f}"
+
+
+def oracle_p_lines(runs: dict[str, dict]) -> list[str]:
+    """P = 0 and P = the round's side by side, per persona, with their contrasts."""
+    rounds = {n: r["oracle_p"] for n, r in runs.items() if r.get("oracle_p")}
+    if not rounds:
+        return ["Not run this time (`--oracle-p 0`).", ""]
+    p = next(iter(rounds.values()))["p"]
+    lines = [
+        f"The same recipe on a dataset made with `raft ft:gen --oracle-p {p:g}`: with chance "
+        f"{p:g} a training exchange's memory slot also holds the 2 earlier sentences nearest "
+        "its real answer"
+        + "".join(
+            f" (`{n}`: {r['stats']['oracle_samples']} of {r['stats']['samples']} samples)"
+            for n, r in rounds.items()
+            if "oracle_samples" in r["stats"]
+        )
+        + ". At inference both LoRAs see the memories retrieved by the question, as shipped.",
+        "",
+        "| persona | training data | no memories | memories (as shipped) | ceiling (+oracle) "
+        "| gap closed | − `plain` | − `plain+mem` |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, r in rounds.items():
+        scores = runs[name]["final"]["scores"]
+        for label, data in (("raft", "P = 0 (default)"), (r["label"], f"P = {r['p']:g}")):
+            nomem = "raft-nomem" if label == "raft" else f"{label}-nomem"
+            lines.append(
+                f"| {name} | {data} (`{label}`) | {fmt(mean_cell(scores, BPB, nomem))} "
+                f"| {fmt(mean_cell(scores, BPB, label))} "
+                f"| {fmt(mean_cell(scores, BPB, label + '+oracle'))} "
+                f"| {fmt(gap(scores, label, nomem, label + '+oracle'))} "
+                f"| {fmt(difference(scores, BPB, label, 'plain'), signed=True)} "
+                f"| {fmt(difference(scores, BPB, label, 'plain+mem'), signed=True)} |"
+            )
+    label = next(iter(rounds.values()))["label"]
+    contrasts = [
+        (label, "raft", f"oracle-p {p:g} vs the default P = 0 (same retrieval at inference)"),
+        (label, "plain", f"the oracle-p {p:g} replica vs a plain fine-tune"),
+        (label, f"{label}-nomem", "memories at inference, for the oracle-p model"),
+    ]
+    lines += [
+        "",
+        *contrasts_table(contrasts, {n: runs[n]["final"]["scores"] for n in rounds}),
+        "",
+        "Choosing the default P from these numbers would be tuning on the held-out "
+        "interview: they are reported, not used to pick it. A choice needs held-out "
+        "exchanges of their own (a validation interview), which these personas do not have.",
+        "",
+    ]
     return lines
 
 
 def findings(scores: dict) -> list[str]:
-    """What the contrasts and the shuffled gaps say, in words."""
-    cells = {(a, b): difference(scores, "bits_per_byte", a, b) for a, b, _ in CONTRASTS}
+    """The contrasts whose interval excludes zero, and the bound on the others."""
+    cells = {(a, b): difference(scores, BPB, a, b) for a, b, _ in CONTRASTS}
     shown = [
         f"`{a}` − `{b}` ({fmt(c, signed=True)})"
         for (a, b), c in cells.items()
         if c and (c.low > 0 or c.high < 0)
     ]
     rest = [c for c in cells.values() if c and not (c.low > 0 or c.high < 0)]
-    lines = [
-        "- Contrasts whose interval excludes zero: " + (", ".join(shown) or "none") + ".",
-    ]
+    lines = ["contrasts whose interval excludes zero: " + (", ".join(shown) or "none")]
     if rest:
         bound = max(max(abs(c.low), abs(c.high)) for c in rest)
         lines.append(
-            f"- Every other contrast, every effect of memories among them, lies within "
-            f"±{bound:.3f} bits/byte with an interval that spans zero: no effect shown at "
-            "this scale."
-        )
-    gaps = [
-        paired_difference(
-            values(scores, "bits_per_byte_shuffled", s), values(scores, "bits_per_byte", s)
-        )
-        for s in SYSTEMS
-        if values(scores, "bits_per_byte", s)
-    ]
-    if gaps and all(g.low <= 0 <= g.high for g in gaps):
-        lines.append(
-            "- No system's real-versus-shuffled gap excludes zero: at this size the models "
-            "find the author's answers likelier once fine-tuned, but not her answer to *this* "
-            "question clearly over her answer to another one."
+            f"every other one lies within ±{bound:.3f} bits/byte, its interval spanning zero"
         )
     return lines
 
 
-def quality_lines(rounds: list[dict]) -> list[str]:
+def persona_intro(name: str, run: dict) -> str:
+    shares = run.get("overlap") or {}
+    n_items = run["final"]["summary"]["n_items"]
+    quoted = ", ".join(
+        f"{share:.1%} of its {label} answers' word 5-grams" for label, share in shares.items()
+    )
+    return (
+        f"- `{name}`, {PERSONA_TEXT.get(name, 'a persona')}: {quoted or 'overlap not measured'} "
+        f"occur in its writing; held-out interview of {n_items} exchanges."
+    )
+
+
+def persona_section(name: str, run: dict) -> list[str]:
+    scores = run["final"]["scores"]
+    oracle = run.get("oracle_p") or {}
+    label, p = oracle.get("label"), oracle.get("p")
+    systems = [s for s in system_rows(label) if values(scores, BPB, s)]
     lines = [
-        "| memory style | memories retrieved | recall@k of the source essays | judged useful "
-        "(pass 1) | judge precision | judge recall | dropped by the gate | "
-        "base+mem − base, bits/byte |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"## `{name}`: the systems",
+        "",
+        *likelihood_table(scores, systems, label, p),
+        "",
+        f"Findings on `{name}`: " + "; ".join(findings(scores)) + ".",
+        "",
     ]
-    for r in rounds:
-        quality = r["stats"].get("quality") or {}
-        memories = r["stats"]["memories"]
-        gate = quality.get("gated") or {}
-        effect = difference(r["scores"], "bits_per_byte", "base+mem", "base")
+    if run["floors"]:
+        lines += [
+            f"Does the judge discriminate? Over `{name}`'s training exchanges' retrieved "
+            "memories (default RAFT dataset): which memories each rule keeps, against the "
+            "annotated sources. A judge that keeps everything scores like the first row.",
+            "",
+            "| rule | precision | recall | kept |",
+            "| --- | --- | --- | ---: |",
+            *[f"| {rule} | {pr:.0%} | {rc:.0%} | {n} |" for rule, pr, rc, n in run["floors"]],
+            "",
+        ]
+    lines += ["Training:", ""]
+    for r in run["trained"]:
+        m = {"train_loss": float("nan"), "base_eval_loss": float("nan"), "eval_loss": float("nan")}
+        m |= r.get("metrics") or {}
+        tag = f" (`ft:gen --oracle-p {p:g}`: `{label}`)" if r["id"] == oracle.get("model") else ""
         lines.append(
-            f"| {r['style']} | {memories['retrieved']} "
-            f"| {pct(quality.get('recall_at_k'))} "
-            f"| {memories['useful_by_question']} of {memories['retrieved']} "
-            f"| {pct(quality.get('judge_precision'))} | {pct(quality.get('judge_recall'))} "
-            f"| {', '.join(f'{n} {reason}' for reason, n in gate.items()) or 'none'} "
-            f"| {fmt(effect, signed=True)} |"
+            f"- `{r['dataset']}`{tag}: {r['id']}, {m.get('steps')} steps on {m.get('samples')} "
+            f"samples, train loss {m['train_loss']:.3f}, validation loss "
+            f"{m['base_eval_loss']:.3f} (base) -> {m['eval_loss']:.3f}"
         )
-    return lines
+    return [*lines, ""]
 
 
-def pct(value) -> str:
-    return "n/a" if value is None else f"{value:.0%}"
-
-
-def steps_table(steps: list[Step]) -> list[str]:
+def steps_lines(runs: dict[str, dict]) -> list[str]:
     lines = [
         "A command that took about a second found every model call it needed in the cache "
-        "(`cache.sqlite`), from an earlier run of the same command (here: an interrupted "
-        "first run of the study); a first run of the extractive `ft:gen` makes only judge "
-        "calls, fewer than the rephrased one.",
+        "(`cache.sqlite`) from an earlier run of the same command.",
         "",
-        "| command | seconds |",
-        "| --- | ---: |",
     ]
-    lines += [f"| `{s.command}` | {s.seconds:.0f} |" for s in steps]
-    lines.append(f"| **total** | **{sum(s.seconds for s in steps):.0f}** |")
+    total = 0.0
+    for name, run in runs.items():
+        seconds = sum(s["seconds"] for s in run["steps"])
+        total += seconds
+        lines += [
+            f"`{name}`:",
+            "",
+            "| command | seconds |",
+            "| --- | ---: |",
+            *[f"| `{s['command']}` | {s['seconds']:.0f} |" for s in run["steps"]],
+            f"| **total** | **{seconds:.0f}** |",
+            "",
+        ]
+    if len(runs) > 1:
+        lines += [f"Both personas: **{total:.0f} s**.", ""]
     return lines
 
 
-def write_page(
-    study: Study,
-    rounds: list[dict],
-    final: dict,
-    floors: list[tuple[str, float, float, int]],
-    settings: argparse.Namespace,
-) -> Path:
-    scores = final["scores"]
-    headline = difference(scores, "bits_per_byte", "raft", "plain+mem")
-    n_items = final["summary"]["n_items"]
-    records = json.loads((study.persona / "models" / "registry.json").read_text())["models"]
-    trained = {r["dataset"]: r for r in records if r["status"] == "succeeded"}
+def write_page(saved: dict, doc: Path = DOC) -> Path:
+    """docs/fidelity.md from study.json's contents."""
+    settings, runs = saved["settings"], saved["personas"]
+    by_persona = {n: r["final"]["scores"] for n, r in runs.items()}
+    styles = settings.get("styles") or [settings["style"]]
+    headline = {n: difference(s, BPB, "raft", "plain+mem") for n, s in by_persona.items()}
     lines = [
         "# Fidelity: does RAFT make a replica closer to the author?",
         "",
         "Written by `scripts/study` (`studies/fidelity.py`) on "
-        f"{time.strftime('%Y-%m-%d')}, on the bundled sample persona (fictional essayist "
-        f"Hollis Penwarden: 35 essays, 4 training interviews, 1 held-out interview of "
-        f"{n_items} exchanges), offline on a {os.cpu_count()}-core CPU with the embedded "
-        "defaults: SmolLM2-135M-Instruct for memories, replies and training, MiniLM for "
-        "retrieval. Re-run it with `./scripts/study`; `--help` lists its settings.",
+        f"{time.strftime('%Y-%m-%d')}, offline on a {os.cpu_count()}-core CPU with the "
+        "embedded defaults: SmolLM2-135M-Instruct for memories, replies and training, MiniLM "
+        "for retrieval. Re-run it with `./scripts/study`; `--help` lists its settings. "
+        "It ran on:",
+        "",
+        *[persona_intro(n, r) for n, r in runs.items()],
+        "",
+        "A method that only helps a persona quoting its essays back would not help a real "
+        "author; read the realistic persona's numbers as the ones that transfer.",
         "",
         "## The answer first",
         "",
-        f"**Does `raft` beat `plain+mem` on answer likelihood?** Difference in bits per byte "
-        f"of the real answers, `raft` − `plain+mem`: **{fmt(headline, signed=True)}** over "
-        f"{n_items} held-out exchanges: {verdict(headline)}.",
+        "**Does `raft` beat `plain+mem` on answer likelihood?** `raft` − `plain+mem` in bits "
+        "per byte of the real answers: "
+        + "; ".join(f"`{n}` {short_verdict(c)}" for n, c in headline.items())
+        + ".",
         "",
         "Lower bits per byte is closer: the model finds the author's real answer more "
         "likely given exactly the prompt that replica sees. Numbers in brackets are 95% "
-        "paired bootstrap intervals over the held-out exchanges.",
+        "paired bootstrap intervals over the held-out exchanges. A row marked *ceiling* "
+        "(`+oracle`) shows its model the 2 earlier sentences nearest the real answer in "
+        "place of the retrieved memories: it reads the answer, so no replica can have it; it "
+        "measures how much memories could carry (likelihood only: a ceiling writes no "
+        "replies, so its reply metrics read n/a).",
         "",
-        *findings(scores),
+        "## Goals (issue 29)",
         "",
-        "## Six systems",
+        *goal_lines(runs),
         "",
-        *likelihood_table(scores, [s for s in SYSTEMS if values(scores, "bits_per_byte", s)]),
-        "",
-        "The *shuffled* column scores the same prompt against the author's answer to a "
-        "later question of the interview (never one visible in the prompt); a positive gap "
-        "shows the model conditions on the question, not only on the author's voice.",
+        "The gap a replica closes is (none − retrieved) / (none − ceiling) of its own model: "
+        "for `raft`, (`raft-nomem` − `raft`) / (`raft-nomem` − `raft+oracle`), as `ratf "
+        "score` reports it. No setting of this study was chosen from these held-out numbers.",
         "",
         "## Paired differences (bits per byte, first minus second)",
         "",
-        *contrasts_table(scores),
+        *contrasts_table(CONTRASTS, by_persona),
         "",
+        "## Fraction of the oracle gap closed",
+        "",
+        "1 is as close as the ceiling, 0 no closer than no memories, below 0 further; paired "
+        "percentile interval over items (`ratf.stats.gap_closed`).",
+        "",
+        *gaps_table(GAPS, by_persona),
+        "",
+        "## Training with the oracle (`--oracle-p`)",
+        "",
+        *oracle_p_lines(runs),
+    ]
+    for name, run in runs.items():
+        lines += persona_section(name, run)
+    ran = ", ".join(f"`{s}`" for s in styles)
+    lines += [
         "## Memory style",
         "",
-        f"Each style's memories for the same retrieval (k = {settings.k}); recall and "
-        "precision are measured against the essays each answer is known to draw on "
-        "(`sources` in the sample's interview files); the last column is the effect of "
-        "those memories on the untrained model's likelihood of the held-out answers.",
+        f"Rounds run: {ran}"
+        + ("" if len(styles) > 1 else " only (the other style's round runs with `--styles`)")
+        + f"; the systems above use **{settings['style']}** memories (k = {settings['k']}). "
+        "Recall and precision are against the essays each answer is annotated to draw on "
+        "(`sources` in the interview files); the last column is the effect of those memories "
+        "on the untrained model's likelihood of the held-out answers.",
         "",
-        *quality_lines(rounds),
-        "",
-        f"The study ran the six systems with **{settings.style}** memories "
-        f"(the default is `{DEFAULT_MEMORY_STYLE}`).",
-        "",
-    ]
-    if floors:
-        lines += [
-            "## Does the judge discriminate?",
-            "",
-            "Over the training exchanges' retrieved memories (RAFT dataset, style "
-            f"{settings.style}): which memories each rule keeps, against the annotated "
-            "sources. A judge that keeps everything scores exactly like the first row.",
-            "",
-            "| rule | precision | recall | kept |",
-            "| --- | --- | --- | ---: |",
-            *[f"| {name} | {p:.0%} | {r:.0%} | {n} |" for name, p, r, n in floors],
-            "",
-        ]
-    lines += [
-        "## Training",
-        "",
-        *[
-            f"- `{dataset}`: {r['id']}, {r['metrics'].get('steps')} steps on "
-            f"{r['metrics'].get('samples')} samples, train loss "
-            f"{r['metrics'].get('train_loss', float('nan')):.3f}, validation loss "
-            f"{r['metrics'].get('base_eval_loss', float('nan')):.3f} (base) -> "
-            f"{r['metrics'].get('eval_loss', float('nan')):.3f}"
-            for dataset, r in sorted(trained.items())
-        ],
+        *quality_lines(runs),
         "",
         "## What this shows, and what it cannot",
         "",
-        "- One small held-out interview and a 135M-parameter model: intervals are wide, and a "
-        "difference that does not exclude zero is *no effect shown at this scale*, not "
-        "evidence of no effect.",
+        "- One small held-out interview per persona and a 135M-parameter model: intervals are "
+        "wide, and a difference that does not exclude zero is *no effect shown at this "
+        "scale*, not evidence of no effect.",
         "- The likelihood is computed with transformers on the checkpoint converted from the "
         "same GGUF that generates the replies, and with the trained adapters as trained.",
         "- ROUGE-L of greedy replies from a 135M model is mostly noise; the likelihood "
@@ -290,19 +338,18 @@ def write_page(
         "```bash",
         "export RAFT_DATA_DIR=build/study",
         "GEN=openai:Qwen2.5-7B-Instruct@http://127.0.0.1:8000/v1   # e.g. vLLM",
-        f"raft ft:gen {NAME} -k 6 --memories {settings.style} --generator $GEN",
-        f"raft ft:gen {NAME} -k 6 --no-memories",
-        f"raft ft:run {NAME} --base-model Qwen/Qwen2.5-1.5B-Instruct --epochs 3",
-        f"raft ft:run {NAME} --dataset plain --base-model Qwen/Qwen2.5-1.5B-Instruct --epochs 3",
-        f"raft bench:setup {NAME}",
-        f"ratf run {NAME} && ratf score {NAME} && ratf report {NAME}",
+        f"raft ft:gen ines -k 6 --memories {settings['style']} --generator $GEN",
+        "raft ft:gen ines -k 6 --no-memories",
+        "raft ft:run ines --base-model Qwen/Qwen2.5-1.5B-Instruct --epochs 3",
+        "raft ft:run ines --dataset plain --base-model Qwen/Qwen2.5-1.5B-Instruct --epochs 3",
+        "raft bench:setup ines",
+        "ratf run ines && ratf score ines && ratf report ines",
         "```",
         "",
         "## Commands and time taken",
         "",
-        *steps_table(study.steps),
-        "",
+        *steps_lines(runs),
     ]
-    DOC.parent.mkdir(exist_ok=True)
-    DOC.write_text("\n".join(lines), encoding="utf-8")
-    return DOC
+    doc.parent.mkdir(exist_ok=True)
+    doc.write_text("\n".join(lines), encoding="utf-8")
+    return doc

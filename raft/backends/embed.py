@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import threading
 from functools import cache
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -38,12 +39,16 @@ def _load_sentence_transformer(path: str) -> Any:
     return SentenceTransformer(path, device="cpu", local_files_only=True)
 
 
-class LocalEmbedder:
-    """all-MiniLM-L6-v2 through sentence-transformers, loaded on first use."""
+PLAIN_MINILM = "local:all-MiniLM-L6-v2"
 
-    def __init__(self, batch_size: int = 64):
-        self.path = models.minilm_dir()
-        self.model_id = "local:all-MiniLM-L6-v2"
+
+class LocalEmbedder:
+    """all-MiniLM-L6-v2 through sentence-transformers, loaded on first use; or, given a
+    folder, a fine-tuned copy of it (a retriever trained by `raft embed:train`)."""
+
+    def __init__(self, batch_size: int = 64, path: Path | None = None, model_id: str = ""):
+        self.path = path or models.minilm_dir()
+        self.model_id = model_id or PLAIN_MINILM
         self.batch_size = batch_size
 
     def embed(self, texts: list[str]) -> np.ndarray:
@@ -118,13 +123,34 @@ class CachedEmbedder:
         return np.vstack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
 
 
-def make_embedder(spec: BackendSpec | str, cache: Cache | None = None) -> CachedEmbedder:
-    """The embedder for a backend spec (`local` or `openai:MODEL[@URL]`), behind the cache."""
+def make_embedder(
+    spec: BackendSpec | str, cache: Cache | None = None, models_dir: Path | None = None
+) -> CachedEmbedder:
+    """The embedder for a backend spec (`local[:MODEL]` or `openai:MODEL[@URL]`), behind the
+    cache. `local:retriever:RUN` is the model in `models_dir/RUN/retriever/`; which run bare
+    `local` means is the workspace's to resolve (raft.workspace), not this function's."""
     spec = parse_spec(spec) if isinstance(spec, str) else spec
-    if spec.kind == "local":
-        inner: Embedder = LocalEmbedder()
+    if spec.kind == "local" and spec.model.startswith("retriever:"):
+        inner: Embedder = LocalEmbedder(
+            path=retriever_dir(spec, models_dir), model_id=f"local:{spec.model}"
+        )
+    elif spec.kind == "local":
+        inner = LocalEmbedder()
     elif spec.kind == "openai":
         inner = OpenAIEmbedder(spec.model, spec.url)
     else:
         raise RaftError(f"embedder {spec}: GGUF embedders are not supported; use local or openai:")
     return CachedEmbedder(inner, cache)
+
+
+def retriever_dir(spec: BackendSpec, models_dir: Path | None) -> Path:
+    """The folder of a trained retriever, refused with the command that makes one if absent."""
+    run = spec.model.removeprefix("retriever:")
+    folder = models_dir / run / "retriever" if models_dir else None
+    if folder is None or not (folder / "config.json").is_file():
+        where = folder or f"models/{run}/retriever"
+        raise RaftError(
+            f"embedder {spec}: no trained retriever in {where}; train one with `raft "
+            "embed:train NAME`, or choose embedder local:all-MiniLM-L6-v2"
+        )
+    return folder

@@ -17,6 +17,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from raft.errors import UsageError
 
 SPEC_HELP = "`local`, `gguf:/path/model.gguf`, `openai:MODEL` or `openai:MODEL@http://host:port/v1`"
+# An embedder may name its local model: the plain MiniLM, or a retriever trained by
+# `raft embed:train` (its registry id); bare `local` is the persona's newest retriever, if any.
+_LOCAL_EMBEDDER = re.compile(r"^local:(?P<model>all-MiniLM-L6-v2|retriever:[\w.-]+)$")
 _OPENAI = re.compile(r"^openai:(?P<model>[^@\s]+)(?:@(?P<url>https?://\S+))?$")
 # Query parameters that carry a secret: api_key, key, access_token, sig, password, ...
 _SECRET_PARAM = re.compile(r"key|token|secret|passw|pwd|auth|sig|credential", re.IGNORECASE)
@@ -64,7 +67,7 @@ class BackendSpec:
     def redacted(self) -> str:
         """The spec as recorded and shown: the URL without credentials."""
         if self.kind == "local":
-            return "local"
+            return f"local:{self.model}" if self.model else "local"
         if self.kind == "gguf":
             return f"gguf:{self.model}"
         return f"openai:{self.model}" + (f"@{redact_url(self.url)}" if self.url else "")
@@ -96,6 +99,9 @@ def parse_spec(text: str) -> BackendSpec:
     text = (text or "").strip()
     if text == "local":
         return BackendSpec("local")
+    local = _LOCAL_EMBEDDER.match(text)
+    if local:
+        return BackendSpec("local", local["model"])
     if text.startswith("gguf:") and len(text) > 5:
         path = Path(text[5:]).expanduser()
         if not path.is_file():
@@ -111,4 +117,7 @@ def parse_spec(text: str) -> BackendSpec:
 def choose_spec(role: str, override: str | None, configured: dict[str, str]) -> BackendSpec:
     """The backend for a role: the flag, else its environment variable, else persona.toml's
     `[backends]`, else `local`."""
-    return parse_spec(override or os.environ.get(ROLES[role]) or configured.get(role) or "local")
+    spec = parse_spec(override or os.environ.get(ROLES[role]) or configured.get(role) or "local")
+    if spec.kind == "local" and spec.model and role != "embedder":
+        raise UsageError(f"{role} backend {spec}: only an embedder names a local model; use local")
+    return spec

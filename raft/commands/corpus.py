@@ -127,3 +127,49 @@ def search(persona: Persona, query: str, k: int, before: str | None, embedder: s
         snippet = " ".join(hit.text.split())[:160]
         click.echo(f"{hit.date or 'undated':10}  {hit.distance:.3f}  {hit.title}  <{hit.link}>")
         click.echo(f"            {snippet}")
+
+
+@click.command("embed:train")
+@persona_argument
+@click.option(
+    "--epochs",
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Passes over the pairs.",
+)
+@click.option(
+    "--batch-size",
+    default=16,
+    show_default=True,
+    type=click.IntRange(min=2),
+    help="Pairs per step; the others in a batch are each question's negatives.",
+)
+@backend_option("embedder", "The store's embedder, to find the pairs in. " + STORE_EMBEDDER)
+@threads_option
+def embed_train(persona: Persona, epochs: int, batch_size: int, embedder: str | None) -> None:
+    """Train a retriever on the persona's own interviews: MiniLM fine-tuned so that each
+    training question finds the earlier sentences nearest its real answer.
+
+    Reads transcripts/ only, never the held-out benchmark/. Saves models/RUN/retriever/, the
+    pairs it trained on in models/RUN/pairs.jsonl, and a record `raft models` lists. The store
+    is left as it is: re-embed with `raft embed NAME --rebuild` to use the retriever (or keep
+    the plain model with --embedder local:all-MiniLM-L6-v2).
+    Example: raft embed:train sample --epochs 3
+    """
+    from raft.retriever import RetrieverSettings, train_retriever
+    from raft.workspace import Workspace
+
+    store = Workspace.open(persona.require(), embedder=embedder).store
+    settings = RetrieverSettings(epochs=epochs, batch_size=batch_size)
+    with progress_bar() as progress:
+        record = train_retriever(persona, store, settings, progress)
+    click.echo(
+        f"embed:train {persona.name}: {record.id} trained on {record.params['pairs']} pairs "
+        f"(loss {record.metrics['train_loss']:.3f}) -> {record.model}"
+    )
+    click.echo(
+        f"run `raft embed {persona.name} --rebuild` to re-embed the store with it; until then "
+        f"commands that embed say the store was built with another embedder "
+        f"(--embedder local:all-MiniLM-L6-v2 keeps the plain model)"
+    )

@@ -20,13 +20,16 @@ from raft.files import write_json
 from raft.paths import Persona
 
 RUNNING, SUCCEEDED, FAILED, CANCELLED = "running", "succeeded", "failed", "cancelled"
+# A record of this method is an embedder (`raft embed:train`), never a chat model: whatever
+# picks a model to chat with, serve, export or score passes it over (`is_chat_model`).
+RETRIEVER = "retriever"
 
 
 @dataclass
 class ModelRecord:
     id: str  # run id, e.g. "sft-20261122-064501" or "openai-ftjob-abc123"
     venue: str  # "local" | "openai"
-    method: str  # "sft" | "dpo"
+    method: str  # "sft" | "dpo" | "retriever"
     base_model: str
     status: str = RUNNING
     created: str = field(default_factory=lambda: now())
@@ -44,6 +47,10 @@ class ModelRecord:
     # Local runs: device, dtype, world size, tokens/s, padding, peak memory, MFU, batching
     # and activation checkpointing (see raft.training.cost).
     cost: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_chat_model(self) -> bool:
+        return self.method != RETRIEVER
 
 
 def now() -> str:
@@ -96,17 +103,27 @@ def find_record(persona: Persona, run: str | None = None, venue: str | None = No
     records = load_records(persona)
     if run:
         for record in records:
+            if record.id == run and not record.is_chat_model:
+                raise UsageError(f"{run} is a retriever (raft embed:train), not a chat model")
             if record.id == run:
                 return record
         known = ", ".join(r.id for r in records) or "none yet"
         raise UsageError(f"no model {run!r} in {registry_path(persona)} (known: {known})")
-    done = [r for r in records if r.status == SUCCEEDED and venue in (None, r.venue)]
+    done = [
+        r for r in records if r.status == SUCCEEDED and r.is_chat_model and venue in (None, r.venue)
+    ]
     if not done:
         raise UsageError(
             f"no trained {venue + ' ' if venue else ''}model for {persona.name!r} yet: "
             f"run `raft ft:run {persona.name}` first"
         )
     return done[-1]
+
+
+def newest_retriever(persona: Persona) -> ModelRecord | None:
+    """The persona's newest retriever that finished training, if any."""
+    done = [r for r in load_records(persona) if r.method == RETRIEVER and r.status == SUCCEEDED]
+    return done[-1] if done else None
 
 
 def print_records(persona: Persona) -> None:
