@@ -102,3 +102,20 @@ def generated(tmp_path_factory: pytest.TempPathFactory):
     result = run_cli("raft", *FT_GEN, env=env)
     assert result.returncode == 0, result.stderr
     return data / "lena", env, result
+
+
+@pytest.fixture(scope="session")
+def extractive_lora(tmp_path_factory: pytest.TempPathFactory):
+    """A LoRA trained two steps at a high rate (enough to change replies) on the tiny
+    persona's extractive-memory messages, once a session; tests put a copy of its `models`
+    folder beside the same messages with tiny_persona.add_lora."""
+    from tests.helpers import run_cli
+    from tests.tiny_persona import TrainedLora, cli_env, write_finetune, write_tiny_persona
+
+    data = tmp_path_factory.mktemp("lora-extractive") / "data"
+    write_finetune(write_tiny_persona(data / "lena"), memory_style="extractive")
+    result = run_cli(
+        "raft", "ft:run", "lena", "--max-steps", "2", "--lr", "5e-3", env=cli_env(data)
+    )
+    assert result.returncode == 0, result.stderr
+    return TrainedLora(data / "lena" / "models", result)

@@ -1,5 +1,5 @@
 """`raft chat` and `raft serve`: the real openai client against the replica on 127.0.0.1,
-with the tiny persona's store, the local SmolLM2 and a LoRA adapter trained for one step."""
+with the tiny persona's store, the local SmolLM2 and a LoRA adapter trained for two steps."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import openai
 import pytest
 
 from tests.helpers import raft_serve, run_cli
-from tests.tiny_persona import INTERVIEWS, build_store, write_finetune
+from tests.tiny_persona import INTERVIEWS, add_lora, build_store
 
 KEY = "sk-serve-test-key"
 QUESTION = "How did you start keeping bees on a roof?"
@@ -16,13 +16,10 @@ ESSAY_LINKS = "https://lena.example.com/"
 
 
 @pytest.fixture(scope="module")
-def persona(tmp_path_factory):
+def persona(tmp_path_factory, extractive_lora):
     data = tmp_path_factory.mktemp("serve") / "data"
     env = build_store(data)
-    write_finetune(data / "lena", memory_style="extractive")  # memories that pass the gate
-    trained = run_cli("raft", "ft:run", "lena", "--max-steps", "1", env=env)
-    assert trained.returncode == 0, trained.stderr
-    run = trained.stdout.split(":")[0]
+    run = add_lora(data / "lena", extractive_lora)  # extractive: memories that pass the gate
     return data / "lena", env, run
 
 

@@ -20,6 +20,7 @@ from raft.training.sft import build_sft_trainer
 from tests.helpers import BIN, run_cli
 from tests.tiny_persona import (
     INTERVIEWS,
+    add_lora,
     finetune_persona,
     registry,
     write_finetune,
@@ -31,13 +32,13 @@ ANSWER = INTERVIEWS["transcripts/2021-06-01-garden-radio.json"]["exchanges"][1][
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    persona, env = finetune_persona(tmp_path_factory.mktemp("lora"))
-    # A high learning rate, so that three steps (of two or three samples a bin) move the
-    # model measurably.
-    result = run_cli("raft", "ft:run", "lena", "--max-steps", "3", "--lr", "2e-3", env=env)
-    assert result.returncode == 0, result.stderr
-    return persona, env, result
+def trained(tmp_path_factory, extractive_lora):
+    """The session's LoRA (a high learning rate, so that two steps of two or three samples a
+    bin move the model measurably) in a persona of this module's own: DPO and export add to
+    it."""
+    data = tmp_path_factory.mktemp("lora") / "data"
+    add_lora(write_tiny_persona(data / "lena"), extractive_lora)
+    return data / "lena", {"RAFT_DATA_DIR": str(data)}, extractive_lora.result
 
 
 def test_sft_run_is_recorded_in_the_registry(trained):
@@ -45,7 +46,7 @@ def test_sft_run_is_recorded_in_the_registry(trained):
     [record] = registry(persona)
     assert result.stdout == f"{record['id']}: succeeded -> models/{record['id']}/adapter\n"
     assert (record["venue"], record["method"], record["base_model"]) == ("local", "sft", "local")
-    assert record["metrics"]["steps"] == 3 and record["metrics"]["samples"] == 5
+    assert record["metrics"]["steps"] == 2 and record["metrics"]["samples"] == 5
     assert record["metrics"]["eval_loss"] > 0 and record["metrics"]["base_eval_loss"] > 0
     assert "validation loss" in result.stderr
     train = persona / "finetune" / "messages.jsonl"

@@ -11,7 +11,7 @@ import pytest
 
 from raft.backends.cache import Cache
 from tests.helpers import run_cli
-from tests.tiny_persona import ESSAYS, INTERVIEWS, build_store, write_finetune
+from tests.tiny_persona import ESSAYS, INTERVIEWS, add_lora, build_store
 
 HELD_OUT = INTERVIEWS["benchmark/2023-01-10-held-out-podcast.json"]
 REPLICAS = ["base", "base+mem", "raft-nomem", "raft"]  # no plain model trained here
@@ -24,16 +24,12 @@ def read_jsonl(path):
 
 
 @pytest.fixture(scope="module")
-def benched(tmp_path_factory):
+def benched(tmp_path_factory, extractive_lora):
     data = tmp_path_factory.mktemp("ratf") / "data"
     env = build_store(data)
-    write_finetune(data / "lena", memory_style="extractive")  # memories that pass the gate
-    for command in (
-        ["ft:run", "lena", "--max-steps", "2", "--lr", "5e-3"],  # enough to change replies
-        ["bench:setup", "lena"],
-    ):
-        result = run_cli("raft", *command, env=env)
-        assert result.returncode == 0, result.stderr
+    add_lora(data / "lena", extractive_lora)  # extractive: memories that pass the gate
+    result = run_cli("raft", "bench:setup", "lena", env=env)
+    assert result.returncode == 0, result.stderr
     run = run_cli("ratf", "run", "lena", "--max-tokens", "48", env=env)
     assert run.returncode == 0, run.stderr
     return data / "lena", env, run
@@ -235,7 +231,8 @@ def test_bench_setup_refuses_a_held_out_answer_in_the_corpus(benched, tmp_path):
 def test_judge_reports_win_rates_and_discrimination_with_cached_calls(benched):
     persona, env, _ = benched
     run = sorted(p for p in (persona / "ratf" / "runs").iterdir() if "predictions" not in p.name)[0]
-    args = ["score", "lena", "--run", run.name, "--judge", "local"]
+    # Answer likelihood is the scored fixture's to check; here it would only load SmolLM2 twice.
+    args = ["score", "lena", "--run", run.name, "--judge", "local", "--no-likelihood"]
     result = run_cli("ratf", *args, env=env)
     assert result.returncode == 0, result.stderr
     judge = json.loads((run / "summary.json").read_text())["judge"]

@@ -16,7 +16,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from raft.review import load_review
 from tests.helpers import BIN, free_port, run_cli, wait_for_http
-from tests.tiny_persona import write_finetune
+from tests.tiny_persona import add_lora
 
 KEY = "sk-web-test-key"
 QUESTION = "How did you start keeping bees on a roof?"
@@ -59,17 +59,14 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def persona(generated, tmp_path_factory):
+def persona(generated, tmp_path_factory, extractive_lora):
     """A copy of the generated persona (its real raft.jsonl for review), trained on
     extractive-memory messages (memories that reach the slot), benchmarked and reported."""
     source, env, _ = generated
     data = tmp_path_factory.mktemp("web") / "data"
     shutil.copytree(source, data / "lena")
     env = {**env, "RAFT_DATA_DIR": str(data)}
-    write_finetune(data / "lena", memory_style="extractive")
-    trained = run_cli("raft", "ft:run", "lena", "--max-steps", "2", "--lr", "5e-3", env=env)
-    assert trained.returncode == 0, trained.stderr
-    run = trained.stdout.split(":")[0]
+    run = add_lora(data / "lena", extractive_lora)
     for command in (
         ["raft", "bench:setup", "lena"],
         ["ratf", "run", "lena", "--max-tokens", "24", "--replica", "base=local,memories=off"]

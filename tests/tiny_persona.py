@@ -7,7 +7,9 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.helpers import run_cli
@@ -213,6 +215,25 @@ def _build(data: Path) -> None:
     ):
         result = run_cli("raft", *command, env=cli_env(data))
         assert result.returncode == 0, result.stderr
+
+
+@dataclass(frozen=True)
+class TrainedLora:
+    """A `raft ft:run` of the tiny persona: its `models` folder and the finished process."""
+
+    models: Path
+    result: subprocess.CompletedProcess
+
+
+def add_lora(persona: Path, lora: TrainedLora) -> str:
+    """Write the extractive-memory training files into `persona` and copy beside them the
+    `models` folder of a LoRA trained on the same files (conftest's extractive_lora; the
+    registry names them by relative path and sha256, and write_finetune writes the same bytes
+    each time); returns the run id, as `raft ft:run` prints it."""
+    write_finetune(persona, memory_style="extractive")
+    shutil.copytree(lora.models, persona / "models", ignore=shutil.ignore_patterns(".lock"))
+    (record,) = registry(persona)
+    return record["id"]
 
 
 def cli_env(data: Path) -> dict[str, str]:
