@@ -9,6 +9,8 @@ and on the held-out items the base SmolLM2's bits/byte of the real answer with n
 with the variant's memories in the slot, and with the oracle's, through `BenchItem.prompt`
 and `AnswerScorer` as `ratf score` does: the fraction of the oracle gap closed, paired.
 Gates (keep-all, similarity floor picked on training, pass-1 LLM judge) the same way.
+The same likelihoods on the TRAINING interviews' exchanges (studies.retrieval_train), the
+basis on which the page chooses the default; the held-out numbers choose nothing.
 Writes build/retrieval/NAME/retrieval.json and re-writes docs/retrieval.md from every
 persona's record there.
 """
@@ -26,6 +28,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from studies.retrieval_rank import KS, Turn, Variant, Writing, gate_floor, gate_score, recall_at
+from studies.retrieval_train import training_items, training_likelihood, training_variants
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = REPO / ".venv" / "bin"
@@ -292,24 +295,38 @@ def run(name: str, data: Path, fresh: bool, judge_training: bool, keep_likelihoo
     saved_text = (data / "retrieval.json").read_text() if keep_likelihoods else ""
     # Kept before the long part, so that the page can show the recall tables meanwhile.
     (data / "retrieval.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
-    print("retrieval: likelihoods", file=sys.stderr, flush=True)
-    if keep_likelihoods:  # the recall and gates again, the last run's likelihoods kept
-        saved = json.loads(saved_text)
-        return record | {key: saved[key] for key in ("none", "oracle", "effects")}
-    systems: dict[str, object] = {"none": NONE, "bench:setup (judged)": BENCH}
-    for k in KS:
-        systems[f"k{k}"] = memories_of(Variant(k=k), held)
-    for _, variant in variants[1:]:
-        systems[variant.name] = memories_of(variant, held)
-    systems |= {"gate: similarity floor": floored, "gate: LLM judge": judged, "oracle": ORACLE}
-    bits = Scorer(persona, items).score(systems)
-    none, oracle = bits.pop("none"), bits.pop("oracle")
-    effects = {label: effect(none, found, oracle) for label, found in bits.items()}
-    return record | {
-        "none": round(sum(none) / len(none), 4),
-        "oracle": round(sum(oracle) / len(oracle), 4),
-        "effects": effects,
-    }
+    saved = json.loads(saved_text) if saved_text else {}
+    held_keys = ("none", "oracle", "effects")
+    if keep_likelihoods and all(key in saved for key in held_keys):
+        record |= {key: saved[key] for key in held_keys}
+    else:
+        print("retrieval: held-out likelihoods", file=sys.stderr, flush=True)
+        systems: dict[str, object] = {"none": NONE, "bench:setup (judged)": BENCH}
+        for k in KS:
+            systems[f"k{k}"] = memories_of(Variant(k=k), held)
+        for _, variant in variants[1:]:
+            systems[variant.name] = memories_of(variant, held)
+        systems |= {"gate: similarity floor": floored, "gate: LLM judge": judged}
+        bits = Scorer(persona, items).score(systems | {"oracle": ORACLE})
+        none, oracle = bits.pop("none"), bits.pop("oracle")
+        record |= {
+            "none": round(sum(none) / len(none), 4),
+            "oracle": round(sum(oracle) / len(oracle), 4),
+            "effects": {label: effect(none, found, oracle) for label, found in bits.items()},
+        }
+    if keep_likelihoods and saved.get("training_likelihood"):
+        return record | {"training_likelihood": saved["training_likelihood"]}
+    print("retrieval: training items and likelihoods", file=sys.stderr, flush=True)
+    train_items = training_items(persona, ws, spec, data)
+    train = [t for t in turns if not t.held_out]
+    systems = {"none": NONE, "bench:setup (judged)": BENCH}
+    systems |= {v.name: memories_of(v, train) for v in training_variants(best)}
+    systems["gate: similarity floor"] = {t.id: floored[t.id] for t in train}
+    if judge_training:  # pass-1 verdicts on today's memories; cached after the first run
+        systems["gate: LLM judge"] = {t.id: judged[t.id] for t in train}
+    systems["oracle"] = ORACLE
+    found = training_likelihood(persona, train_items, systems, Scorer, effect)
+    return record | {"training_likelihood": found}
 
 
 def main() -> None:
@@ -327,7 +344,8 @@ def main() -> None:
     parser.add_argument(
         "--keep-likelihoods",
         action="store_true",
-        help="re-measure recall and gates, keep the last run's likelihoods (same variants)",
+        help="re-measure recall and gates, keep the last run's likelihoods where recorded "
+        "(held-out, training; same variants)",
     )
     args = parser.parse_args()
     if not args.name and not args.page_only:
