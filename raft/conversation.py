@@ -42,6 +42,10 @@ PROMPTS = (
 # sentences of it nearest to the question, verbatim (raft.extractive), with no LLM call.
 MEMORY_STYLES = ("rephrased", "extractive")
 DEFAULT_MEMORY_STYLE = "extractive"  # chosen by the fidelity study, docs/fidelity.md
+# What one memory is: a retrieved chunk (shown in the memory style) or one of the author's
+# paragraphs, shown whole. docs/retrieval.md measured paragraphs making the training answers
+# more likely on both personas; "chunk" stays the default until a study re-run flips it.
+UNITS = ("chunk", "paragraph")
 NO_MEMORIES = "none"  # the plain dataset's style: the same samples, no memory slot
 
 
@@ -100,6 +104,7 @@ class ConversationSpec:
     k: int = 6
     context: bool = False  # the previous answer joins the retrieval query
     memory_style: str = DEFAULT_MEMORY_STYLE
+    unit: str = "chunk"  # one of UNITS; a spec written before the field retrieved chunks
     prompts: dict[str, str] = field(default_factory=lambda: prompt_hashes(*PROMPTS))
     rephrase_tokens: int = 80  # one or two sentences
     judge_tokens: int = 120

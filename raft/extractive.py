@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 SHORT = 12  # words: a best sentence shorter than this takes its closer neighbour along
 MIN_WORDS = 3  # words: a shorter sentence (a dateline, "Anyway.") says nothing to recall
+PARAGRAPH_WORDS = 4  # words: a shorter paragraph (a heading, a dateline) recalls nothing
 
 # List markers, heading hashes and quote marks at the start of a line, nested or not.
 _BLOCK_MARKER = re.compile(r"(?:[ \t]*(?:#{1,6}[ \t]+|>[ \t]*|[-*+][ \t]+|\d{1,3}[.)][ \t]+))*")
@@ -30,6 +31,7 @@ _ABBREVIATION = re.compile(
 )
 _WORD = re.compile(r"[^\W\d_]{2,}|\b[aAI]\b")
 _LINK = re.compile(r"!?\[[^\]]*\]\([^)]*\)|https?://\S+|<[^>\s]+>")
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,18 @@ class Sentence:
     line: int  # the line it sits on: a span never joins two lines
     whole: bool  # starts like a sentence and ends with its punctuation: not cut by a chunk
     prose: bool  # a few words, not mostly links: worth recalling
+
+
+def paragraphs(text: str) -> list[tuple[int, str]]:
+    """The paragraphs of `text` (split at blank lines) of at least PARAGRAPH_WORDS words,
+    each as (offset into `text`, the paragraph stripped), in order."""
+    found, at = [], 0
+    for part in _PARAGRAPH_BREAK.split(text):
+        start = text.find(part, at)
+        at = start + len(part)
+        if len(part.split()) >= PARAGRAPH_WORDS:
+            found.append((start, part.strip()))
+    return found
 
 
 def sentences(text: str, start: int = 0) -> list[Sentence]:

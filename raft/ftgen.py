@@ -62,6 +62,7 @@ class GenSettings:
     skip_below: float = 0.0
     history_block: int = 4
     oracle_p: float = 0.0  # chance a real exchange's slot also holds its oracle (raft.oracle)
+    unit: str = "chunk"  # what one memory is (ConversationSpec.unit)
     synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
 
 
@@ -217,6 +218,7 @@ def open_spec(ws: Workspace, settings: GenSettings) -> ConversationSpec:
         skip_below=settings.skip_below,
         history_block=settings.history_block,
         oracle_p=settings.oracle_p,
+        unit=settings.unit,
     )
     return spec
 

@@ -19,6 +19,7 @@ from raft.concurrency import bounded_map
 from raft.conversation import ConversationSpec
 from raft.extractive import extract, sentences
 from raft.memory import Memory
+from raft.paragraphs import paragraph_memories
 from raft.prompts import quote, render, template
 from raft.store import Store
 from raft.transcripts import INTERVIEW_ANSWER
@@ -224,7 +225,8 @@ class Recall:
         previous_answer: str = "",
         exclude_doc: str | None = None,
     ) -> list[Memory]:
-        """Top-k chunks dated strictly before `before`, one per document part, no repeats.
+        """Top-k chunks dated strictly before `before`, one per document part, no repeats;
+        with the spec's unit "paragraph", the k nearest paragraphs of the author's writing.
 
         With the spec's `context`, the previous answer joins the query."""
         k = self.spec.k
@@ -233,6 +235,8 @@ class Recall:
             if self.spec.context and previous_answer
             else question
         )
+        if self.paragraphs:
+            return paragraph_memories(self.store, query, before, k, exclude_doc)
         hits = self.store.query(query, k=k * 2, before_date=before, exclude_doc=exclude_doc)
         memories: list[Memory] = []
         seen: set[str] = set()
@@ -268,6 +272,11 @@ class Recall:
     @property
     def extractive(self) -> bool:
         return self.spec.memory_style == "extractive"
+
+    @property
+    def paragraphs(self) -> bool:
+        """Memories are the author's paragraphs, shown whole: nothing to extract or rephrase."""
+        return self.spec.unit == "paragraph"
 
     def rephrase(self, question: str, memory: Memory) -> None:
         """The memory in the spec's style: the author's own sentences about the question
@@ -375,7 +384,9 @@ class Recall:
         memories = self.retrieve(question, before, previous_answer, exclude_doc)
         self.skip_far(memories)
         near = [m for m in memories if not m.gate]
-        if self.extractive:
+        if self.paragraphs:
+            pass  # already the author's own paragraphs, verbatim: only the judges run
+        elif self.extractive:
             self.extract(question, near)
         else:
             bounded_map(lambda m: self.rephrase(question, m), near, self.llm.concurrency)

@@ -12,9 +12,16 @@ from __future__ import annotations
 
 from raft.extractive import sentences
 from raft.memory import Memory
+from raft.nearest import nearest_pieces
 from raft.store import Store
 
 POOL = 8  # passages nearest the answer whose sentences compete
+
+
+def prose_sentences(text: str) -> list[tuple[int, str]]:
+    """The sentences of a chunk worth recalling, as (offset, verbatim text)."""
+    spans = ((s.start, text[s.start : s.end].strip()) for s in sentences(text) if s.prose)
+    return [(start, piece) for start, piece in spans if piece]
 
 
 def oracle_memories(
@@ -28,30 +35,8 @@ def oracle_memories(
     `answer`, each as a memory shown verbatim, nearest first; one embedding call."""
     if n < 1 or not answer.strip():
         return []
-    hits = store.query(
-        answer, k=POOL, before_date=before, kinds=("chunk",), exclude_doc=exclude_doc
-    )
-    spans, seen = [], set()
-    for hit in hits:
-        for sentence in sentences(hit.text):
-            text = hit.text[sentence.start : sentence.end].strip()
-            key = " ".join(text.lower().split())
-            if sentence.prose and key not in seen:
-                seen.add(key)
-                spans.append((hit, sentence.start, text))
-    if not spans:
-        return []
-    vectors = store.embedder.embed([answer, *(text for _, _, text in spans)])
-    scores = (vectors[1:] @ vectors[0]).tolist()
-    ranked = sorted(range(len(spans)), key=lambda i: -scores[i])[:n]
-    memories = []
-    for i in ranked:
-        hit, start, text = spans[i]
-        memory = Memory.from_hit(hit)
-        memory.chunk_id = f"{hit.id}@{start}"  # one chunk may give both sentences
-        memory.distance = round(1.0 - scores[i], 6)
-        memory.rephrased = text
+    memories = nearest_pieces(store, answer, before, n, POOL, prose_sentences, exclude_doc)
+    for memory in memories:
         memory.useful = memory.consistent = True
         memory.oracle = True
-        memories.append(memory)
     return memories

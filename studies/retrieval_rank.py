@@ -10,15 +10,15 @@ chunks.jsonl embedded by the persona's (cached) embedder: the store's ranking, m
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from raft.extractive import extract, sentences
+from raft.extractive import extract, paragraphs
 from raft.memory import Memory
 from raft.memory_quality import source_match
+from raft.oracle import prose_sentences
 from raft.store import date_num
 
 POOL = 12  # top chunks whose paragraphs or sentences compete, as oracle.py's pool does
@@ -27,8 +27,6 @@ UNITS = ("chunk", "paragraph", "sentence")
 QUERIES = ("question", "previous", "hyde")
 RANKINGS = ("dense", "bm25", "hybrid")
 KS = (1, 2, 4, 6)
-_PARAGRAPH = re.compile(r"\n\s*\n")
-MIN_WORDS = 4  # a shorter paragraph (a heading, a dateline) recalls nothing
 
 
 @dataclass(frozen=True)
@@ -165,19 +163,7 @@ class Writing:
 
 
 def _pieces(text: str, unit: str) -> list[tuple[int, str]]:
-    if unit == "sentence":
-        return [
-            (s.start, text[s.start : s.end].strip())
-            for s in sentences(text)
-            if s.prose and text[s.start : s.end].strip()
-        ]
-    pieces, at = [], 0
-    for part in _PARAGRAPH.split(text):
-        start = text.find(part, at)
-        at = start + len(part)
-        if len(part.split()) >= MIN_WORDS:
-            pieces.append((start, part.strip()))
-    return pieces
+    return prose_sentences(text) if unit == "sentence" else paragraphs(text)
 
 
 # -- Gates: which retrieved memories the slot keeps --------------------------------------

@@ -315,3 +315,47 @@ def test_oracle_puts_the_sentences_nearest_the_answer_beside_the_recalled_ones(g
     assert "; 0 model calls" in result.stdout  # the answers' embeddings come from the cache
     bad = run_cli("raft", "ft:gen", "lena", "--no-memories", "--oracle-p", "0.5", env=env)
     assert bad.returncode == 2 and "--oracle-p needs memories" in bad.stderr
+
+
+PARAGRAPH = (
+    "The hardest part is the swarm season in May, when the old queen leaves with half the "
+    "colony and you chase them down the high street."
+)
+
+
+def test_paragraph_unit_recalls_the_authors_earlier_paragraphs_whole(generated, tmp_path):
+    """--unit paragraph: memories are whole paragraphs of essays dated before the interview.
+    Through Recall.retrieve on the real store and MiniLM: the ft:gen run's judges cost ~1 min
+    of SmolLM2 on 2 cores, over this file's budget; the CLI checks its flag."""
+    from raft.conversation import ConversationSpec
+    from raft.memories import Recall
+    from raft.paths import Persona
+    from raft.workspace import Workspace
+
+    source, env, _ = generated
+    data = tmp_path / "data"
+    shutil.copytree(source, data / "lena")  # the query embeddings land in the copy's cache
+    os_env = {**env, "RAFT_DATA_DIR": str(data)}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in os_env.items():
+            patch.setenv(name, value)
+        ws = Workspace.open(Persona("lena", data / "lena"))
+        spec = ConversationSpec(TARGET, k=2, unit="paragraph")
+        memories = Recall(ws.store, None, spec).retrieve(
+            "What is the worst month for a beekeeper?", "2021-06-01"
+        )
+    best = memories[0]
+    offset = int(best.chunk_id.rsplit("@", 1)[1])
+    assert (best.date, best.rephrased, best.kind) == ("2020-03-01", PARAGRAPH, "chunk")
+    assert best.text[offset : offset + len(PARAGRAPH)] == PARAGRAPH
+    assert best.distance == min(m.distance for m in memories)
+    paragraphs = {p: name for name, (_, body) in ESSAYS.items() for p in body.split("\n\n")}
+    assert len(memories) == 2 and len({m.rephrased for m in memories}) == 2
+    assert all(paragraphs[m.rephrased][:10] < "2021-06-01" for m in memories)
+    # A spec written before the field retrieved chunks; the flag refuses other units.
+    assert ConversationSpec.from_row({"target": TARGET}).unit == "chunk"
+    assert spec.to_row()["unit"] == "paragraph"
+    bad = run_cli("raft", *FT_GEN, "--unit", "sentence", env=os_env)
+    assert bad.returncode == 2 and "'--unit'" in bad.stderr and "sentence" in bad.stderr
+    plain = run_cli("raft", "ft:gen", "lena", "--no-memories", "--unit", "paragraph", env=os_env)
+    assert plain.returncode == 2 and "--unit needs memories" in plain.stderr

@@ -6,7 +6,7 @@ import click
 
 from raft.commands.options import STORE_EMBEDDER, backend_option
 from raft.console import persona_argument, progress_bar, threads_option
-from raft.conversation import DEFAULT_MEMORY_STYLE, MEMORY_STYLES, NO_MEMORIES
+from raft.conversation import DEFAULT_MEMORY_STYLE, MEMORY_STYLES, NO_MEMORIES, UNITS
 from raft.errors import UsageError
 from raft.paths import Persona
 
@@ -45,6 +45,16 @@ from raft.paths import Persona
     type=click.Choice(MEMORY_STYLES),
     help=f"How a memory is written: the chunk's sentences closest to the question, verbatim "
     f"(extractive), or an LLM's first-person recollection (rephrased). [{DEFAULT_MEMORY_STYLE}]",
+)
+@click.option(
+    "--unit",
+    type=click.Choice(UNITS),
+    default="chunk",
+    show_default=True,
+    help="What one memory is: a retrieved chunk, written as --memories says, or one of the "
+    "author's paragraphs (of the 12 top chunks, the k nearest the question), shown whole with "
+    "no extraction or rephrasing; the judges still run. docs/retrieval.md measured paragraphs "
+    "making the training answers more likely than chunks on both personas.",
 )
 @click.option(
     "--no-memories",
@@ -112,6 +122,7 @@ def ft_gen(
     oracle_p: float,
     context: bool,
     memory_style: str | None,
+    unit: str,
     no_memories: bool,
     valid_fraction: float,
     synthetic: int,
@@ -149,6 +160,8 @@ def ft_gen(
         raise UsageError("need 0 <= --oracle-p <= 1")
     if no_memories and oracle_p > 0:
         raise UsageError("--oracle-p needs memories: drop --no-memories or set --oracle-p 0")
+    if no_memories and unit != "chunk":
+        raise UsageError("--unit needs memories: drop --no-memories or --unit")
     if not 0 <= answer_reserve < max_tokens:
         raise UsageError("need 0 <= --answer-reserve < --max-tokens")
     chosen = tuple(dict.fromkeys(lens.strip() for lens in lenses.split(",") if lens.strip()))
@@ -174,6 +187,7 @@ def ft_gen(
         skip_below=skip_below,
         history_block=history_block,
         oracle_p=oracle_p,
+        unit=unit,
     )
     only = "oai" if oai else "generic" if generic else None
     ws = Workspace.open(
