@@ -204,7 +204,9 @@ def likelihood_section(records: list[dict]) -> list[str]:
     )
     verdict = (
         f"`{chosen}` makes the training answers more likely than today's `{today}`: it is "
-        "the default the numbers choose."
+        "the default the numbers choose. It ships as `raft ft:gen --unit paragraph`; the product's "
+        "default stays `chunk` until the fidelity study (`./scripts/study`) has measured the "
+        "trained replicas with it: this probe shows only the untrained base model."
         if chosen
         else f"No variant qualifies: today's `{today}` stays the default."
     )
