@@ -18,6 +18,7 @@ import numpy as np
 from raft.extractive import extract, paragraphs
 from raft.memory import Memory
 from raft.memory_quality import source_match
+from raft.nearest import rank_pieces
 from raft.oracle import prose_sentences
 from raft.store import date_num
 
@@ -141,29 +142,14 @@ class Writing:
 
     def _units(self, text: str, pool: list[int], unit: str, k: int) -> list[Memory]:
         """The paragraphs or prose sentences of the pool's chunks nearest the query."""
-        spans, seen = [], set()
-        for index in pool:
-            body = self.rows[index]["text"]
-            for start, piece in _pieces(body, unit):
-                key = " ".join(piece.lower().split())
-                if key not in seen:
-                    seen.add(key)
-                    spans.append((index, start, piece))
-        if not spans:
-            return []
-        vectors = np.asarray(self.embedder.embed([text, *(p for _, _, p in spans)]))
-        scores = vectors[1:] @ vectors[0]
+        cut = prose_sentences if unit == "sentence" else paragraphs
+        bodies = ((index, self.rows[index]["text"]) for index in pool)
         memories = []
-        for n in np.argsort(-scores, kind="stable")[:k]:
-            index, start, piece = spans[n]
-            memory = self._memory(index, scores[n], start)
+        for index, start, piece, cosine in rank_pieces(self.embedder, text, bodies, cut, k):
+            memory = self._memory(index, cosine, start)
             memory.rephrased = piece
             memories.append(memory)
         return memories
-
-
-def _pieces(text: str, unit: str) -> list[tuple[int, str]]:
-    return prose_sentences(text) if unit == "sentence" else paragraphs(text)
 
 
 # -- Gates: which retrieved memories the slot keeps --------------------------------------
