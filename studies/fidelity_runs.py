@@ -10,8 +10,11 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from raft.paths import Persona
+from raft.training.registry import SUCCEEDED, ModelRecord, load_records
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = REPO / ".venv" / "bin"
@@ -86,14 +89,13 @@ class Study:
         folder = self.persona / "finetune" / ("" if dataset == "raft" else dataset)
         return json.loads((folder / "stats.json").read_text(encoding="utf-8"))
 
-    def trained(self) -> list[dict]:
+    def trained(self) -> list[ModelRecord]:
         """The persona's fine-tunes that succeeded, oldest first (models/registry.json)."""
-        registry = self.persona / "models" / "registry.json"
-        records = json.loads(registry.read_text(encoding="utf-8"))["models"]
-        return [r for r in records if r["status"] == "succeeded"]
+        records = load_records(Persona(self.name, self.persona))
+        return [r for r in records if r.status == SUCCEEDED and r.is_chat_model]
 
-    def newest(self, dataset: str) -> dict:
-        return [r for r in self.trained() if r["dataset"] == dataset][-1]
+    def newest(self, dataset: str) -> ModelRecord:
+        return [r for r in self.trained() if r.dataset == dataset][-1]
 
 
 def prepare(data: Path, name: str, fresh: bool) -> None:
@@ -157,7 +159,7 @@ def oracle_p_round(study: Study, plan: Plan) -> dict:
     return {
         "p": plan.oracle_p,
         "label": oracle_label(plan.oracle_p),
-        "model": study.newest("raft")["id"],
+        "model": study.newest("raft").id,
         "stats": stats,
     }
 
@@ -181,7 +183,7 @@ def run_persona(study: Study, plan: Plan, fresh: bool) -> dict:
     floors = judge_floor_table(study)
     study.run("raft", "ft:run", "--dataset", "raft", *epochs)
     study.run("raft", "bench:setup")
-    plain, raft = study.newest("plain")["id"], study.newest("raft")["id"]
+    plain, raft = study.newest("plain").id, study.newest("raft").id
     replicas = [
         "base=local,memories=off", "base+mem=local",
         f"plain={plain},memories=off", f"plain+mem={plain}",
@@ -203,7 +205,7 @@ def run_persona(study: Study, plan: Plan, fresh: bool) -> dict:
         "oracle_p": oracle_round,
         "final": {"summary": summary, "scores": scores},
         "floors": floors,
-        "trained": study.trained(),
+        "trained": [asdict(r) for r in study.trained()],
     }
 
 
